@@ -1,0 +1,1 @@
+"""Alerting: findings become alerts, alerts reach responders, operators see it all."""

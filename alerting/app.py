@@ -1,0 +1,63 @@
+"""The alerting service's FastAPI application: API, console, finding consumer and outbox in one process."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.sessions import SessionMiddleware
+
+from alerting import api, console
+from alerting.state import AppState
+from alerting.twilio_client import make_sender
+from carebed.db import make_engine, make_sessionmaker, migrate
+from carebed.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        migrate(settings.sqlalchemy_url)
+        engine = make_engine(settings.sqlalchemy_url)
+        state = AppState(settings, make_sessionmaker(engine), make_sender(settings))
+        app.state.carebed = state
+        state.dispatcher.start()
+        state.consumer.mqtt.start()
+        log.info("alerting ready", extra={"port": settings.http_port})
+        yield
+        state.consumer.mqtt.stop()
+        state.dispatcher.stop()
+        engine.dispose()
+
+    secret = settings.session_secret.get_secret_value() if settings.session_secret else secrets.token_urlsafe(32)
+    app = FastAPI(title="carebed alerting", version="1", lifespan=lifespan)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=secret,
+        session_cookie="carebed_session",
+        same_site="strict",
+        https_only=settings.secure_cookies,
+        max_age=12 * 3600,
+    )
+    app.include_router(api.router)
+    app.include_router(console.router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
+    return app
+
+
+def run(settings: Settings) -> None:
+    import uvicorn
+
+    from carebed import service
+
+    service.start("alerting", settings, settings.metrics_port)
+    uvicorn.run(
+        create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None, access_log=False
+    )

@@ -1,0 +1,64 @@
+"""MQTT adapter of the alerting service: findings in, one transaction each."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from zoneinfo import ZoneInfo
+
+from prometheus_client import Counter
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from alerting.store import IngestResult, ingest_finding
+from carebed import topics
+from carebed.mqtt import Inbound, MqttClient, Outbound
+from carebed.schemas import Finding
+from carebed.settings import Settings
+
+log = logging.getLogger(__name__)
+
+FINDINGS_IN = Counter("carebed_alerting_findings_total", "Findings received, by result", ["result"])
+
+
+class FindingConsumer:
+    """The message is acknowledged to the broker only after its transaction commits."""
+
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], on_change: Callable[[], None]) -> None:
+        self._sessions = sessions
+        self._tz: ZoneInfo = settings.tz
+        self._on_change = on_change
+        self.mqtt = MqttClient(settings, client_id="carebed-alerting")
+        self.mqtt.subscribe(topics.FINDINGS_SUBSCRIPTION, self.handle)
+
+    def handle(self, message: Inbound) -> Sequence[Outbound]:
+        try:
+            finding = Finding.model_validate_json(message.payload)
+        except ValidationError:
+            FINDINGS_IN.labels("malformed").inc()
+            log.error("malformed finding on an internal topic", extra={"topic": message.topic})
+            return ()
+        try:
+            result = self._ingest(finding)
+        except IntegrityError:
+            # Another consumer opened the same alert between our read and our write: fold into it.
+            result = self._ingest(finding)
+        outcome = "duplicate" if result.duplicate else "created" if result.created else "folded"
+        FINDINGS_IN.labels(outcome).inc()
+        log.info("finding recorded", extra={"finding_id": finding.id, "alert_id": result.alert_id, "result": outcome})
+        if not result.duplicate:
+            self._on_change()
+        return ()
+
+    @retry(
+        retry=retry_if_exception_type(OperationalError),
+        wait=wait_exponential(multiplier=0.5, max=30),
+        stop=stop_after_delay(600),
+        reraise=True,
+    )
+    def _ingest(self, finding: Finding) -> IngestResult:
+        """Retried while the database is unreachable; the broker keeps the message meanwhile."""
+        with self._sessions.begin() as session:
+            return ingest_finding(session, finding, self._tz)

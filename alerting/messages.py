@@ -1,0 +1,52 @@
+"""Pure core of what people read: alert texts for SMS, in zh-CN and en."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from carebed.schemas import FindingCode, Severity
+
+LANGUAGES = ("zh-CN", "en")
+
+CAUSES: dict[FindingCode, dict[str, str]] = {
+    FindingCode.SOS: {"zh-CN": "按下了SOS紧急呼叫按钮", "en": "pressed the SOS button"},
+    FindingCode.FALL: {"zh-CN": "可能跌倒了（手环检测到跌倒）", "en": "may have fallen (detected by the wearable)"},
+    FindingCode.GAS_ALARM: {"zh-CN": "家中燃气浓度超过报警值", "en": "has a gas leak alarm at home"},
+    FindingCode.CO_ALARM: {"zh-CN": "家中一氧化碳浓度超过报警值", "en": "has a carbon monoxide alarm at home"},
+    FindingCode.WATER_LEAK: {"zh-CN": "家中漏水", "en": "has a water leak at home"},
+    FindingCode.DEVICE_OFFLINE: {"zh-CN": "家中的设备已离线", "en": "has a device at home that went offline"},
+}
+
+_URGENT = {Severity.CRITICAL, Severity.HIGH}
+
+
+@dataclass(frozen=True, slots=True)
+class AlertText:
+    alert_id: int
+    code: FindingCode
+    severity: Severity
+    resident: str
+    address: str
+    onset: datetime
+
+
+def sms_body(text: AlertText, language: str, tz: ZoneInfo) -> str:
+    """One SMS that names the resident, the cause, the time and the alert number."""
+    local = text.onset.astimezone(tz)
+    cause = CAUSES[text.code]
+    urgent = text.severity in _URGENT
+    if language == "zh-CN":
+        tag = "【carebed 紧急】" if urgent else "【carebed 提醒】"
+        where = f"（{text.address}）" if text.address else ""
+        return (
+            f"{tag}{text.resident}{where}{cause['zh-CN']}，时间 {local:%m-%d %H:%M}。"
+            f"请尽快联系或上门查看。告警编号 #{text.alert_id}"
+        )
+    tag = "[carebed URGENT]" if urgent else "[carebed notice]"
+    where = f" ({text.address})" if text.address else ""
+    return (
+        f"{tag} {text.resident}{where} {cause['en']} at {local:%H:%M on %d %b}. "
+        f"Please call or visit now. Alert #{text.alert_id}"
+    )

@@ -1,0 +1,113 @@
+"""Tables of the alerting service: alerts, the findings folded into them, the outbox, the audit log, users."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from carebed.db import Base, UtcDateTime, utc_now
+
+
+class AlertStatus(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class NotificationStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    DRY_RUN = "dry_run"
+    FAILED = "failed"
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    home_id: Mapped[str] = mapped_column(String(64), index=True, doc="No foreign key: an alert outlives its home.")
+    code: Mapped[str] = mapped_column(String(40))
+    severity: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(15), default=AlertStatus.OPEN)
+    open_key: Mapped[str | None] = mapped_column(
+        String(120), unique=True, doc="home:code while unresolved, NULL after: one open alert per home and cause."
+    )
+    summary: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    first_ts: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_ts: Mapped[datetime] = mapped_column(UtcDateTime)
+    finding_count: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, onupdate=utc_now, index=True)
+    acked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    acked_by: Mapped[str | None] = mapped_column(String(100))
+    ack_source: Mapped[str | None] = mapped_column(String(20))
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolved_by: Mapped[str | None] = mapped_column(String(100))
+    outcome: Mapped[str | None] = mapped_column(String(30))
+    notifications: Mapped[list[Notification]] = relationship(back_populates="alert", order_by="Notification.id")
+
+
+class FindingRecord(Base):
+    __tablename__ = "findings"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    code: Mapped[str] = mapped_column(String(40))
+    ts: Mapped[datetime] = mapped_column(UtcDateTime)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    body: Mapped[dict[str, Any]]
+
+
+class Notification(Base):
+    """One message to one responder; also the outbox row the dispatcher works from."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    responder_id: Mapped[int | None] = mapped_column(ForeignKey("responders.id", ondelete="SET NULL"))
+    channel: Mapped[str] = mapped_column(String(10))
+    recipient: Mapped[str] = mapped_column(String(20))
+    language: Mapped[str] = mapped_column(String(8))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(10), default=NotificationStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    provider_sid: Mapped[str | None] = mapped_column(String(64))
+    provider_status: Mapped[str | None] = mapped_column(String(20))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    alert: Mapped[Alert] = relationship(back_populates="notifications")
+
+
+class AuditEntry(Base):
+    """Append-only record of everything that happened to an alert, and who or what did it."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"), index=True)
+    action: Mapped[str] = mapped_column(String(40))
+    source: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str | None] = mapped_column(String(100))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20), default="operator")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)

@@ -1,0 +1,163 @@
+"""Alert state changes, each one transaction: the alert, its outbox rows and its audit entries commit together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from alerting.folding import group_key, higher
+from alerting.messages import AlertText, sms_body
+from alerting.models import Alert, AlertStatus, AuditEntry, FindingRecord, Notification
+from carebed.registry import Home
+from carebed.schemas import Finding, FindingCode, Severity, utc_now
+
+
+class Source(StrEnum):
+    """Who or what caused a transition; recorded on every audit entry."""
+
+    DETECTOR = "detector"
+    CONSOLE = "console"
+    API = "api"
+    SMS_REPLY = "sms_reply"
+    KEY_PRESS = "key_press"
+    AUTOMATIC = "automatic"
+
+
+class Outcome(StrEnum):
+    RESIDENT_OK = "resident_ok"
+    FALSE_ALARM = "false_alarm"
+    VISITED = "visited"
+    AMBULANCE_CALLED = "ambulance_called"
+    HOSPITALISED = "hospitalised"
+    DECEASED = "deceased"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    alert_id: int | None
+    created: bool
+    duplicate: bool
+
+
+def ingest_finding(session: Session, finding: Finding, tz: ZoneInfo) -> IngestResult:
+    """Record a finding: ignore a copy, fold it into the open alert of its home and cause, or open one."""
+    if session.get(FindingRecord, finding.id) is not None:
+        return IngestResult(alert_id=None, created=False, duplicate=True)
+    key = group_key(finding)
+    alert = session.scalar(select(Alert).where(Alert.open_key == key))
+    created = alert is None
+    if alert is None:
+        alert = Alert(
+            home_id=finding.home_id,
+            code=finding.code.value,
+            severity=finding.severity.value,
+            open_key=key,
+            summary=finding.summary,
+            evidence=dict(finding.evidence),
+            first_ts=finding.ts,
+            last_ts=finding.ts,
+            finding_count=1,
+        )
+        session.add(alert)
+        session.flush()
+        _audit(session, alert.id, "created", Source.DETECTOR, None, {"finding_id": finding.id})
+        _notify_first_responder(session, alert, finding, tz)
+    else:
+        alert.finding_count += 1
+        alert.last_ts = max(alert.last_ts, finding.ts)
+        alert.severity = higher(Severity(alert.severity), finding.severity).value
+        _audit(session, alert.id, "folded", Source.DETECTOR, None, {"finding_id": finding.id})
+    session.add(
+        FindingRecord(
+            id=finding.id,
+            alert_id=alert.id,
+            code=finding.code.value,
+            ts=finding.ts,
+            body=finding.model_dump(mode="json"),
+        )
+    )
+    return IngestResult(alert_id=alert.id, created=created, duplicate=False)
+
+
+def _notify_first_responder(session: Session, alert: Alert, finding: Finding, tz: ZoneInfo) -> None:
+    home = session.get(Home, alert.home_id)
+    if home is None or not home.responders:
+        _audit(session, alert.id, "no_responder", Source.AUTOMATIC, None, {"home_id": alert.home_id})
+        return
+    responder = home.responders[0]
+    text = AlertText(
+        alert_id=alert.id,
+        code=FindingCode(alert.code),
+        severity=Severity(alert.severity),
+        resident=home.residents[0].name if home.residents else home.id,
+        address=home.address,
+        onset=finding.ts,
+    )
+    notification = Notification(
+        alert_id=alert.id,
+        responder_id=responder.id,
+        channel="sms",
+        recipient=responder.phone,
+        language=responder.language,
+        body=sms_body(text, responder.language, tz),
+    )
+    session.add(notification)
+    session.flush()
+    _audit(session, alert.id, "sms_queued", Source.AUTOMATIC, None, {"notification_id": notification.id})
+
+
+def acknowledge(session: Session, alert: Alert, actor: str, source: Source) -> bool:
+    """Idempotent: a second acknowledgement changes nothing and says so."""
+    if alert.status != AlertStatus.OPEN:
+        return False
+    alert.status = AlertStatus.ACKNOWLEDGED
+    alert.acked_at = utc_now()
+    alert.acked_by = actor
+    alert.ack_source = source.value
+    _audit(session, alert.id, "acknowledged", source, actor, {})
+    return True
+
+
+def resolve(session: Session, alert: Alert, actor: str, source: Source, outcome: Outcome) -> bool:
+    """Close the alert; a later finding of the same cause opens a new one."""
+    if alert.status == AlertStatus.RESOLVED:
+        return False
+    now = utc_now()
+    if alert.acked_at is None:
+        alert.acked_at, alert.acked_by, alert.ack_source = now, actor, source.value
+    alert.status = AlertStatus.RESOLVED
+    alert.open_key = None
+    alert.resolved_at = now
+    alert.resolved_by = actor
+    alert.outcome = outcome.value
+    _audit(session, alert.id, "resolved", source, actor, {"outcome": outcome.value})
+    return True
+
+
+def _audit(
+    session: Session, alert_id: int | None, action: str, source: Source, actor: str | None, detail: dict[str, object]
+) -> None:
+    session.add(AuditEntry(alert_id=alert_id, action=action, source=source.value, actor=actor, detail=detail))
+
+
+def record_delivery(
+    session: Session, notification: Notification, *, status: str, sid: str | None, error: str | None, at: datetime
+) -> None:
+    notification.status = status
+    notification.provider_sid = sid
+    notification.last_error = error
+    if sid is not None:
+        notification.sent_at = at
+    _audit(
+        session,
+        notification.alert_id,
+        f"sms_{status}",
+        Source.AUTOMATIC,
+        None,
+        {"notification_id": notification.id, "sid": sid, "error": error},
+    )

@@ -1,0 +1,3 @@
+from carebed.cli import main
+
+main()

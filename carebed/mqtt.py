@@ -1,0 +1,204 @@
+"""The one MQTT client wrapper; nothing else in carebed imports paho.
+
+Services consume with a persistent MQTT 5 session (clean start off, long session expiry), so
+the broker queues their messages while they are down. Acknowledgements are manual: an input
+is acknowledged only once every output it produced has been acknowledged by the broker, so a
+crash between the two re-delivers the input instead of losing the output. Outputs carry
+stable ids, which makes the re-delivery harmless downstream.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from carebed.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+Handler = Callable[[Inbound], Sequence[Outbound]]
+
+
+@dataclass(slots=True)
+class _PendingAck:
+    mid: int
+    qos: int
+    remaining: int
+
+
+@dataclass(slots=True)
+class _Subscription:
+    topic_filter: str
+    handler: Handler
+    qos: int
+
+
+@dataclass
+class MqttClient:
+    """A connection to the broker for one service (or one simulator)."""
+
+    settings: Settings
+    client_id: str
+    persistent: bool = True
+    max_inflight: int = 1000
+    _subscriptions: list[_Subscription] = field(default_factory=list)
+    _pending: dict[int, _PendingAck] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    connected: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=True,
+        )
+        self._client.max_inflight_messages_set(self.max_inflight)
+        self._client.max_queued_messages_set(0)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
+        if self.settings.mqtt_username:
+            password = self.settings.mqtt_password.get_secret_value() if self.settings.mqtt_password else None
+            self._client.username_pw_set(self.settings.mqtt_username, password)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_publish = self._on_publish
+
+    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
+        """Register a handler; call before :meth:`start`. Its outputs are published for it."""
+        self._subscriptions.append(_Subscription(topic_filter, handler, qos))
+
+    def will(self, topic: str, payload: bytes, retain: bool = True) -> None:
+        self._client.will_set(topic, payload, qos=1, retain=retain)
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Connect and run the network loop in a background thread; wait until connected."""
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self.settings.mqtt_session_expiry_s if self.persistent else 0
+        self._client.connect_async(
+            self.settings.mqtt_host,
+            self.settings.mqtt_port,
+            keepalive=30,
+            clean_start=not self.persistent,
+            properties=properties,
+        )
+        self._client.loop_start()
+        if not self.connected.wait(timeout):
+            self.stop()
+            raise ConnectionError(
+                f"no MQTT connection to {self.settings.mqtt_host}:{self.settings.mqtt_port} within {timeout:.0f} s"
+            )
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def publish(self, message: Outbound) -> paho.MQTTMessageInfo:
+        info = self._client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            raise RuntimeError(f"publish to {message.topic} failed: {paho.error_string(info.rc)}")
+        return info
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            log.error("mqtt connect refused", extra={"client_id": self.client_id, "reason": str(reason)})
+            return
+        with self._lock:
+            self._pending.clear()
+        for sub in self._subscriptions:
+            client.subscribe(sub.topic_filter, qos=sub.qos)
+        log.info(
+            "mqtt connected",
+            extra={"client_id": self.client_id, "session_present": flags.session_present},
+        )
+        self.connected.set()
+
+    def _on_disconnect(
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self.connected.clear()
+        if reason.is_failure:
+            log.warning("mqtt disconnected", extra={"client_id": self.client_id, "reason": str(reason)})
+
+    def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        handler = next(
+            (s.handler for s in self._subscriptions if paho.topic_matches_sub(s.topic_filter, message.topic)),
+            None,
+        )
+        outputs: Sequence[Outbound] = ()
+        if handler is not None:
+            try:
+                outputs = handler(Inbound(message.topic, message.payload, bool(message.retain)))
+            except Exception:
+                # Not acknowledged: the broker re-delivers it after a reconnect.
+                log.exception("handler failed; message left unacknowledged", extra={"topic": message.topic})
+                return
+        if message.qos == 0:
+            for out in outputs:
+                self.publish(out)
+            return
+        if not outputs:
+            client.ack(message.mid, message.qos)
+            return
+        pending = _PendingAck(message.mid, message.qos, len(outputs))
+        with self._lock:
+            for out in outputs:
+                info = self.publish(out)
+                if out.qos == 0:
+                    pending.remaining -= 1
+                else:
+                    self._pending[info.mid] = pending
+            if pending.remaining == 0:
+                client.ack(pending.mid, pending.qos)
+
+    def _on_publish(
+        self,
+        client: paho.Client,
+        userdata: object,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        with self._lock:
+            pending = self._pending.pop(mid, None)
+            if pending is None:
+                return
+            pending.remaining -= 1
+            if pending.remaining == 0:
+                client.ack(pending.mid, pending.qos)

@@ -1,0 +1,167 @@
+"""The registry: homes, residents, devices and responders, and its file format.
+
+One source of truth in the database. A file import is all or nothing: it is validated whole
+(phone numbers as E.164, device ids unique) before anything is written, and each home in the
+file replaces that home's residents, devices and responders in one transaction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import phonenumbers
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import ForeignKey, String, delete, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from carebed.db import Base
+from carebed.schemas import DeviceEntry, DeviceKind, Identifier
+
+Language = Annotated[str, Field(pattern="^(zh-CN|en)$")]
+
+
+def _e164(value: str) -> str:
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"not an international phone number: {exc}") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+PhoneNumber = Annotated[str, AfterValidator(_e164)]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ResidentSpec(_Spec):
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    birth_year: int | None = Field(None, ge=1900, le=2030)
+    language: Language = "zh-CN"
+    conditions: list[str] = Field(default_factory=list)
+
+
+class DeviceSpec(_Spec):
+    id: Identifier
+    kind: DeviceKind
+    model: str | None = None
+
+
+class ResponderSpec(_Spec):
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    phone: PhoneNumber
+    relation: str = "family"
+    language: Language = "zh-CN"
+
+
+class HomeSpec(_Spec):
+    id: Identifier
+    address: str = ""
+    street: str = ""
+    community: str = ""
+    access_notes: str = ""
+    residents: list[ResidentSpec] = Field(min_length=1)
+    devices: list[DeviceSpec] = Field(default_factory=list)
+    responders: list[ResponderSpec] = Field(default_factory=list, description="In the order they are called.")
+
+
+class RegistryFile(_Spec):
+    homes: list[HomeSpec]
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> RegistryFile:
+        for label, ids in (
+            ("home", [h.id for h in self.homes]),
+            ("device", [d.id for h in self.homes for d in h.devices]),
+        ):
+            seen: set[str] = set()
+            for item in ids:
+                if item in seen:
+                    raise ValueError(f"{label} id {item!r} appears more than once")
+                seen.add(item)
+        return self
+
+
+class Home(Base):
+    __tablename__ = "homes"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    address: Mapped[str] = mapped_column(String(300), default="")
+    street: Mapped[str] = mapped_column(String(100), default="", index=True)
+    community: Mapped[str] = mapped_column(String(100), default="", index=True)
+    access_notes: Mapped[str] = mapped_column(String(500), default="")
+    residents: Mapped[list[Resident]] = relationship(
+        back_populates="home", cascade="all, delete-orphan", order_by="Resident.id"
+    )
+    devices: Mapped[list[Device]] = relationship(back_populates="home", cascade="all, delete-orphan")
+    responders: Mapped[list[Responder]] = relationship(
+        back_populates="home", cascade="all, delete-orphan", order_by="Responder.position"
+    )
+
+
+class Resident(Base):
+    __tablename__ = "residents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    home_id: Mapped[str] = mapped_column(ForeignKey("homes.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    birth_year: Mapped[int | None]
+    language: Mapped[str] = mapped_column(String(8), default="zh-CN")
+    conditions: Mapped[list[str]] = mapped_column(default=list)
+    home: Mapped[Home] = relationship(back_populates="residents")
+
+
+class Device(Base):
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    home_id: Mapped[str] = mapped_column(ForeignKey("homes.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    model: Mapped[str | None] = mapped_column(String(100))
+    home: Mapped[Home] = relationship(back_populates="devices")
+
+
+class Responder(Base):
+    __tablename__ = "responders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    home_id: Mapped[str] = mapped_column(ForeignKey("homes.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int]
+    name: Mapped[str] = mapped_column(String(100))
+    phone: Mapped[str] = mapped_column(String(20))
+    relation: Mapped[str] = mapped_column(String(40), default="family")
+    language: Mapped[str] = mapped_column(String(8), default="zh-CN")
+    home: Mapped[Home] = relationship(back_populates="responders")
+
+
+def parse_file(path: Path) -> RegistryFile:
+    data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return RegistryFile.model_validate(data)
+
+
+def import_registry(session: Session, registry: RegistryFile) -> int:
+    """Write every home of the file, replacing what each had; the caller commits. Returns homes written."""
+    for spec in registry.homes:
+        session.execute(delete(Device).where(Device.id.in_([d.id for d in spec.devices])))
+        home = session.get(Home, spec.id)
+        if home is None:
+            home = Home(id=spec.id)
+            session.add(home)
+        home.address, home.street = spec.address, spec.street
+        home.community, home.access_notes = spec.community, spec.access_notes
+        home.residents = [Resident(**r.model_dump()) for r in spec.residents]
+        home.devices = [Device(id=d.id, kind=d.kind.value, model=d.model) for d in spec.devices]
+        home.responders = [Responder(position=i, **r.model_dump()) for i, r in enumerate(spec.responders)]
+        session.flush()
+    return len(registry.homes)
+
+
+def device_directory(session: Session) -> dict[str, DeviceEntry]:
+    """Every registered device, for the gateway's authentication of messages."""
+    rows = session.execute(select(Device.id, Device.home_id, Device.kind))
+    return {device_id: DeviceEntry(home_id, DeviceKind(kind)) for device_id, home_id, kind in rows}

@@ -1,0 +1,95 @@
+"""The one settings object: every knob of every service, read from ``CAREBED_*`` variables.
+
+Secrets (MQTT password, Twilio token, session key) come only from the environment; none has
+a usable default, so a deployment that forgets one fails loudly or runs dry.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CAREBED_", extra="forbid", env_parse_none_str="null")
+
+    log_level: str = Field("info", pattern="(?i)^(debug|info|warning|error)$", description="Log level.")
+    data_dir: Path = Field(Path("var"), description="Private folder for the broker, database and checkpoints.")
+
+    mqtt_host: str = Field("127.0.0.1", description="MQTT broker host.")
+    mqtt_port: int = Field(1883, ge=1, le=65535, description="MQTT broker port.")
+    mqtt_username: str | None = Field(None, description="MQTT user of this service.")
+    mqtt_password: SecretStr | None = Field(None, description="MQTT password of this service.")
+    mqtt_session_expiry_s: int = Field(
+        7 * 24 * 3600, ge=0, description="How long the broker keeps a stopped service's queue."
+    )
+
+    database_url: str = Field("", description="SQLAlchemy URL; default is SQLite in data_dir.")
+
+    timezone: str = Field("Asia/Shanghai", description="The centre's time zone for display.")
+
+    gas_alarm_lel_pct: float = Field(
+        10.0, gt=0, le=100, description="Methane alarm level, % LEL; GB/T 50493-2019 caps a first alarm at 25 % LEL."
+    )
+    co_alarm_ppm: tuple[tuple[float, float], ...] = Field(
+        ((300.0, 0.0), (100.0, 10.0), (50.0, 60.0)),
+        description="(ppm, minutes sustained) pairs after EN 50291-1 household CO alarm response times.",
+    )
+    offline_after_min: float = Field(
+        30.0, gt=0, description="Minutes of event time without a message before a device is offline."
+    )
+    detector_checkpoint_s: float = Field(30.0, gt=0, description="Seconds between detector state checkpoints.")
+    detector_wall_clock: bool = Field(
+        True,
+        description="Let wall-clock time advance the detector clock when devices fall silent (off for replays).",
+    )
+
+    gateway_max_future_skew_s: float | None = Field(
+        300.0,
+        gt=0,
+        description="Reject device times this far ahead of the gateway clock; 'null' for accelerated simulations.",
+    )
+    metrics_port: int | None = Field(None, ge=1, le=65535, description="Serve Prometheus metrics on this port.")
+
+    twilio_account_sid: str | None = Field(
+        None, validation_alias=AliasChoices("TWILIO_ACCOUNT_SID", "CAREBED_TWILIO_ACCOUNT_SID")
+    )
+    twilio_auth_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("TWILIO_AUTH_TOKEN", "CAREBED_TWILIO_AUTH_TOKEN")
+    )
+    twilio_from: str | None = Field(None, description="Sender number (E.164) for SMS and calls.")
+    twilio_api_base: str | None = Field(None, description="Base URL of Twilio's REST API (a local mock in tests).")
+
+    http_host: str = Field("127.0.0.1", description="Address the alerting service listens on.")
+    http_port: int = Field(8000, ge=1, le=65535, description="Port of the console and REST API.")
+    session_secret: SecretStr | None = Field(
+        None, description="Key that signs console session cookies; a random one per start if unset."
+    )
+    secure_cookies: bool = Field(False, description="Mark session cookies Secure (set behind HTTPS).")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        ZoneInfo(value)
+        return value
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'carebed.db').resolve()}"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def twilio_configured(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

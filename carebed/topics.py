@@ -1,0 +1,51 @@
+"""Every MQTT topic name in one place.
+
+Device topics are keyed by device id so a broker ACL can confine each device to its own
+branch; internal topics are keyed by home id so a broker's topic-hash dispatch keeps one
+home's messages on one worker when the services are scaled out.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+PREFIX = "carebed/v1"
+
+
+class DeviceChannel(StrEnum):
+    TELEMETRY = "telemetry"
+    EVENT = "event"
+    STATUS = "status"
+
+
+DEVICE_SUBSCRIPTION = f"{PREFIX}/devices/+/+"
+READINGS_SUBSCRIPTION = f"{PREFIX}/internal/readings/+"
+FINDINGS_SUBSCRIPTION = f"{PREFIX}/internal/findings/+"
+DEAD_LETTER_SUBSCRIPTION = f"{PREFIX}/deadletter/#"
+
+
+def device(device_id: str, channel: DeviceChannel) -> str:
+    return f"{PREFIX}/devices/{device_id}/{channel}"
+
+
+def parse_device(topic: str) -> tuple[str, DeviceChannel] | None:
+    """Split a device topic into (device id, channel); None if it is not one."""
+    parts = topic.split("/")
+    if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != PREFIX or parts[2] != "devices":
+        return None
+    try:
+        return parts[3], DeviceChannel(parts[4])
+    except ValueError:
+        return None
+
+
+def readings(home_id: str) -> str:
+    return f"{PREFIX}/internal/readings/{home_id}"
+
+
+def findings(home_id: str) -> str:
+    return f"{PREFIX}/internal/findings/{home_id}"
+
+
+def dead_letter(reason: str) -> str:
+    return f"{PREFIX}/deadletter/{reason}"

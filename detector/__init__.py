@@ -1,0 +1,1 @@
+"""Detector: turns normalised readings into findings, in event time."""

@@ -1,0 +1,215 @@
+"""Pure core of the detector: emergency rules that need no learning, driven by event time.
+
+The clock is the newest device timestamp seen (or a tick from the caller), never the wall
+clock, so a replay at any speed gives the same findings. Each finding's id is derived from
+the device and the event time of its onset, so processing the same reading twice yields the
+same id and the alerting service folds the copy away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from carebed.schemas import (
+    DeviceEvent,
+    DeviceKind,
+    Finding,
+    FindingCode,
+    Reading,
+    Severity,
+    evidence_of,
+)
+from carebed.topics import DeviceChannel
+
+
+@dataclass(frozen=True, slots=True)
+class RuleConfig:
+    gas_alarm_lel_pct: float = 10.0
+    co_alarm_levels: tuple[tuple[float, float], ...] = ((300.0, 0.0), (100.0, 10.0), (50.0, 60.0))
+    offline_after: timedelta = timedelta(minutes=30)
+
+
+@dataclass(slots=True)
+class DeviceState:
+    home_id: str
+    kind: DeviceKind
+    last_ts: datetime
+    offline_reported: bool = False
+    gas_alarm_active: bool = False
+    leak_active: bool = False
+    co_since: dict[float, datetime] = field(default_factory=dict)
+    co_alarm_active: bool = False
+
+
+_EVENT_FINDINGS: dict[DeviceEvent, tuple[FindingCode, Severity, str]] = {
+    DeviceEvent.SOS: (FindingCode.SOS, Severity.CRITICAL, "SOS button pressed"),
+    DeviceEvent.FALL: (FindingCode.FALL, Severity.CRITICAL, "Fall detected by the wearable"),
+    DeviceEvent.LEAK: (FindingCode.WATER_LEAK, Severity.HIGH, "Water leak detected"),
+}
+
+
+class RuleEngine:
+    """Keyed by device within home; its whole state pickles for checkpoints."""
+
+    def __init__(self, config: RuleConfig) -> None:
+        self.config = config
+        self.devices: dict[str, DeviceState] = {}
+        self.clock: datetime | None = None
+        self._last_sweep: datetime | None = None
+
+    def process(self, reading: Reading) -> list[Finding]:
+        state = self.devices.get(reading.device_id)
+        if state is None:
+            state = DeviceState(reading.home_id, reading.device_kind, reading.ts)
+            self.devices[reading.device_id] = state
+        findings: list[Finding] = []
+        if reading.channel is not DeviceChannel.STATUS or reading.online:
+            state.last_ts = max(state.last_ts, reading.ts)
+            state.offline_reported = False
+        if reading.event is not None and reading.event in _EVENT_FINDINGS:
+            findings.extend(self._event(reading, state))
+        if reading.leak is not None:
+            findings.extend(self._leak_flag(reading, state))
+        if reading.ch4_lel_pct is not None:
+            findings.extend(self._gas(reading, state))
+        if reading.co_ppm is not None:
+            findings.extend(self._co(reading, state))
+        findings.extend(self.advance(reading.ts))
+        return findings
+
+    def advance(self, now: datetime) -> list[Finding]:
+        """Move the event-time clock forward and raise the findings that time alone causes."""
+        if self.clock is not None and now <= self.clock:
+            return []
+        self.clock = now
+        sweep_every = self.config.offline_after / 10
+        if self._last_sweep is not None and now - self._last_sweep < sweep_every:
+            return []
+        self._last_sweep = now
+        return self._offline(now)
+
+    def _event(self, reading: Reading, state: DeviceState) -> list[Finding]:
+        assert reading.event is not None
+        code, severity, summary = _EVENT_FINDINGS[reading.event]
+        if code is FindingCode.WATER_LEAK:
+            if state.leak_active:
+                return []
+            state.leak_active = True
+        return [
+            self._finding(
+                reading, code, severity, summary, reading.ts, evidence_of(event=reading.event.value, seq=reading.seq)
+            )
+        ]
+
+    def _leak_flag(self, reading: Reading, state: DeviceState) -> list[Finding]:
+        if not reading.leak:
+            state.leak_active = False
+            return []
+        if state.leak_active:
+            return []
+        state.leak_active = True
+        return [
+            self._finding(
+                reading,
+                FindingCode.WATER_LEAK,
+                Severity.HIGH,
+                "Water leak reported by the water meter",
+                reading.ts,
+                evidence_of(flow_l_min=reading.water_flow_l_min),
+            )
+        ]
+
+    def _gas(self, reading: Reading, state: DeviceState) -> list[Finding]:
+        assert reading.ch4_lel_pct is not None
+        threshold = self.config.gas_alarm_lel_pct
+        if reading.ch4_lel_pct < threshold:
+            state.gas_alarm_active = False
+            return []
+        if state.gas_alarm_active:
+            return []
+        state.gas_alarm_active = True
+        return [
+            self._finding(
+                reading,
+                FindingCode.GAS_ALARM,
+                Severity.CRITICAL,
+                f"Methane at {reading.ch4_lel_pct:.0f} % LEL (alarm level {threshold:.0f} % LEL)",
+                reading.ts,
+                evidence_of(ch4_lel_pct=reading.ch4_lel_pct, alarm_lel_pct=threshold),
+            )
+        ]
+
+    def _co(self, reading: Reading, state: DeviceState) -> list[Finding]:
+        """CO alarm after EN 50291-1: the higher the level, the shorter it must last."""
+        assert reading.co_ppm is not None
+        ppm = reading.co_ppm
+        for level, _minutes in self.config.co_alarm_levels:
+            if ppm >= level:
+                state.co_since.setdefault(level, reading.ts)
+            else:
+                state.co_since.pop(level, None)
+        if not state.co_since:
+            state.co_alarm_active = False
+            return []
+        if state.co_alarm_active:
+            return []
+        for level, minutes in self.config.co_alarm_levels:
+            since = state.co_since.get(level)
+            if since is not None and reading.ts - since >= timedelta(minutes=minutes):
+                state.co_alarm_active = True
+                return [
+                    self._finding(
+                        reading,
+                        FindingCode.CO_ALARM,
+                        Severity.CRITICAL,
+                        f"Carbon monoxide at {ppm:.0f} ppm (>= {level:.0f} ppm for {minutes:.0f} min)",
+                        since,
+                        evidence_of(co_ppm=ppm, level_ppm=level, sustained_min=minutes),
+                    )
+                ]
+        return []
+
+    def _offline(self, now: datetime) -> list[Finding]:
+        findings = []
+        limit = self.config.offline_after
+        for device_id, state in self.devices.items():
+            if state.offline_reported or now - state.last_ts < limit:
+                continue
+            state.offline_reported = True
+            minutes = (now - state.last_ts).total_seconds() / 60
+            findings.append(
+                Finding(
+                    id=f"{device_id}:device_offline:{state.last_ts.isoformat()}",
+                    home_id=state.home_id,
+                    device_id=device_id,
+                    code=FindingCode.DEVICE_OFFLINE,
+                    severity=Severity.MEDIUM,
+                    ts=state.last_ts,
+                    detected_at=now,
+                    summary=f"The {state.kind.value.replace('_', ' ')} has sent nothing for {minutes:.0f} min",
+                    evidence=evidence_of(device_kind=state.kind.value, silent_min=round(minutes)),
+                )
+            )
+        return findings
+
+    def _finding(
+        self,
+        reading: Reading,
+        code: FindingCode,
+        severity: Severity,
+        summary: str,
+        onset: datetime,
+        evidence: dict[str, str | int | float | bool | None],
+    ) -> Finding:
+        return Finding(
+            id=f"{reading.device_id}:{code.value}:{onset.isoformat()}",
+            home_id=reading.home_id,
+            device_id=reading.device_id,
+            code=code,
+            severity=severity,
+            ts=onset,
+            detected_at=max(reading.ts, self.clock or reading.ts),
+            summary=summary,
+            evidence=evidence,
+        )

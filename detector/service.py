@@ -1,0 +1,119 @@
+"""MQTT adapter of the detector: readings in, findings out, state checkpointed to disk."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import threading
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+from prometheus_client import Counter
+from pydantic import ValidationError
+
+from carebed import service, topics
+from carebed.mqtt import Inbound, MqttClient, Outbound
+from carebed.schemas import Finding, Reading, dump, utc_now
+from carebed.settings import Settings
+from detector.rules import RuleConfig, RuleEngine
+
+log = logging.getLogger(__name__)
+
+READINGS_IN = Counter("carebed_detector_readings_total", "Readings processed")
+FINDINGS_OUT = Counter("carebed_detector_findings_total", "Findings raised, by code", ["code"])
+CHECKPOINT_VERSION = 1
+TICK_S = 5.0
+
+
+def rule_config(settings: Settings) -> RuleConfig:
+    return RuleConfig(
+        gas_alarm_lel_pct=settings.gas_alarm_lel_pct,
+        co_alarm_levels=settings.co_alarm_ppm,
+        offline_after=timedelta(minutes=settings.offline_after_min),
+    )
+
+
+class Detector:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.checkpoint_path = settings.data_dir / "detector" / "state.pickle"
+        self.engine = self._restore(self.checkpoint_path) or RuleEngine(rule_config(settings))
+        self.engine.config = rule_config(settings)
+        self._lock = threading.Lock()
+        self._checkpointed_at = time.monotonic()
+        self.mqtt = MqttClient(settings, client_id="carebed-detector")
+        self.mqtt.subscribe(topics.READINGS_SUBSCRIPTION, self.handle)
+
+    def handle(self, message: Inbound) -> Sequence[Outbound]:
+        try:
+            reading = Reading.model_validate_json(message.payload)
+        except ValidationError:
+            log.error("malformed reading on an internal topic", extra={"topic": message.topic})
+            return ()
+        READINGS_IN.inc()
+        with self._lock:
+            findings = self.engine.process(reading)
+            self._checkpoint_if_due()
+        return self._outbound(findings)
+
+    def tick(self) -> None:
+        """Let the wall clock move event time on when every device has gone quiet."""
+        with self._lock:
+            findings = self.engine.advance(utc_now() - timedelta(seconds=TICK_S))
+            self._checkpoint_if_due()
+        for out in self._outbound(findings):
+            self.mqtt.publish(out)
+
+    def checkpoint(self) -> None:
+        """Write the state atomically: a crash mid-write leaves the previous checkpoint intact."""
+        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        with tmp.open("wb") as f:
+            pickle.dump((CHECKPOINT_VERSION, self.engine), f, protocol=pickle.HIGHEST_PROTOCOL)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.checkpoint_path)
+        self._checkpointed_at = time.monotonic()
+
+    def _checkpoint_if_due(self) -> None:
+        if time.monotonic() - self._checkpointed_at >= self.settings.detector_checkpoint_s:
+            self.checkpoint()
+
+    def stop(self) -> None:
+        self.mqtt.stop()
+        with self._lock:
+            self.checkpoint()
+
+    @staticmethod
+    def _restore(path: Path) -> RuleEngine | None:
+        if not path.exists():
+            return None
+        with path.open("rb") as f:
+            version, engine = pickle.load(f)
+        if version != CHECKPOINT_VERSION or not isinstance(engine, RuleEngine):
+            log.warning("checkpoint of another version ignored", extra={"path": str(path)})
+            return None
+        log.info("state restored", extra={"devices": len(engine.devices)})
+        return engine
+
+    @staticmethod
+    def _outbound(findings: list[Finding]) -> list[Outbound]:
+        for finding in findings:
+            FINDINGS_OUT.labels(finding.code.value).inc()
+            log.info(
+                "finding", extra={"finding_id": finding.id, "code": finding.code.value, "home_id": finding.home_id}
+            )
+        return [Outbound(topics.findings(f.home_id), dump(f)) for f in findings]
+
+
+def run(settings: Settings) -> None:
+    stopping = service.start("detector", settings, settings.metrics_port)
+    detector = Detector(settings)
+    detector.mqtt.start()
+    while not stopping.wait(TICK_S):
+        if settings.detector_wall_clock:
+            detector.tick()
+    detector.stop()

@@ -1,0 +1,1 @@
+"""Gateway: authenticates, validates and normalises device messages."""

@@ -1,0 +1,67 @@
+"""MQTT adapter of the gateway: device topics in, readings and dead letters out."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+
+from prometheus_client import Counter
+
+from carebed import service, topics
+from carebed.db import make_engine, make_sessionmaker
+from carebed.mqtt import Inbound, MqttClient, Outbound
+from carebed.registry import device_directory
+from carebed.schemas import DeadLetter, DeviceEntry, RejectReason, dump, utc_now
+from carebed.settings import Settings
+from gateway.core import normalise
+
+log = logging.getLogger(__name__)
+
+MESSAGES_IN = Counter("carebed_gateway_messages_total", "Device messages received")
+REJECTED = Counter("carebed_gateway_rejected_total", "Device messages rejected, by reason", ["reason"])
+REGISTRY_REFRESH_S = 5.0
+
+
+class Gateway:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._sessions = make_sessionmaker(make_engine(settings.sqlalchemy_url))
+        self._directory: dict[str, DeviceEntry] = {}
+        self._refreshed_at = 0.0
+        skew = settings.gateway_max_future_skew_s
+        self._max_future_skew = timedelta(seconds=skew) if skew is not None else None
+        self.mqtt = MqttClient(settings, client_id="carebed-gateway")
+        self.mqtt.subscribe(topics.DEVICE_SUBSCRIPTION, self.handle)
+
+    def refresh_registry(self) -> None:
+        with self._sessions() as session:
+            self._directory = device_directory(session)
+        self._refreshed_at = time.monotonic()
+        log.info("registry loaded", extra={"devices": len(self._directory)})
+
+    def handle(self, message: Inbound) -> Sequence[Outbound]:
+        MESSAGES_IN.inc()
+        result = normalise(message.topic, message.payload, utc_now(), self._directory, self._max_future_skew)
+        if (
+            isinstance(result, DeadLetter)
+            and result.reason is RejectReason.UNKNOWN_DEVICE
+            and time.monotonic() - self._refreshed_at > REGISTRY_REFRESH_S
+        ):
+            self.refresh_registry()
+            result = normalise(message.topic, message.payload, utc_now(), self._directory, self._max_future_skew)
+        if isinstance(result, DeadLetter):
+            REJECTED.labels(result.reason.value).inc()
+            log.warning("message rejected", extra={"reason": result.reason.value, "topic": message.topic})
+            return [Outbound(topics.dead_letter(result.reason.value), dump(result))]
+        return [Outbound(topics.readings(result.home_id), dump(result))]
+
+
+def run(settings: Settings) -> None:
+    stopping = service.start("gateway", settings, settings.metrics_port)
+    gateway = Gateway(settings)
+    service.wait_for_database(gateway.refresh_registry)
+    gateway.mqtt.start()
+    stopping.wait()
+    gateway.mqtt.stop()
