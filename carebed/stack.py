@@ -74,7 +74,9 @@ class Stack:
             "CAREBED_SESSION_SECRET": os.environ.get("CAREBED_SESSION_SECRET", secrets.token_urlsafe(32)),
         }
         if self.simulate is not None:
+            # Simulated time restarts at the wall clock and runs ahead of it.
             env["CAREBED_GATEWAY_MAX_FUTURE_SKEW_S"] = "null"
+            (data / "detector" / "state.pickle").unlink(missing_ok=True)
         migrate(self.settings.sqlalchemy_url)
         engine = make_engine(self.settings.sqlalchemy_url)
         sessions = make_sessionmaker(engine)

@@ -1,0 +1,174 @@
+"""Test harness: waiting on conditions, running services as real processes, recording Twilio requests."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qs
+
+import httpx
+
+from carebed.mqtt import Inbound, MqttClient, Outbound
+from carebed.settings import Settings
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll until the condition returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class ServiceProcess:
+    """One carebed service (`python -m carebed NAME`) as a real process with its own environment."""
+
+    name: str
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServiceProcess:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "carebed", self.name],
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+            )
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=20)
+        self.process = None
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=20)
+        self.process = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_logged(self, text: str, timeout: float = 20.0) -> None:
+        wait_for(lambda: text in self.log(), timeout, f"{self.name} to log {text!r}\n--- log ---\n{self.log()[-3000:]}")
+
+
+@dataclass
+class Observer:
+    """A separate MQTT client that records what is published on a topic filter."""
+
+    settings: Settings
+    topic_filter: str
+    messages: queue.Queue[Inbound] = field(default_factory=queue.Queue)
+
+    def __post_init__(self) -> None:
+        self.client = MqttClient(self.settings, client_id=f"test-observer-{id(self):x}", persistent=False)
+        self.client.subscribe(self.topic_filter, self._record)
+
+    def _record(self, message: Inbound) -> list[Outbound]:
+        self.messages.put(message)
+        return []
+
+    def next(self, timeout: float = 10.0) -> Inbound:
+        try:
+            return self.messages.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"nothing published on {self.topic_filter} within {timeout:.0f} s") from None
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    form: dict[str, list[str]]
+    status: int
+    response: dict[str, Any]
+
+
+class TwilioRecorder:
+    """A loopback proxy in front of Prism: it forwards each request and keeps what was sent and answered.
+
+    ``fail_next(n, status)`` makes the next n requests fail without reaching Prism, as during an outage.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.requests: list[RecordedRequest] = []
+        self._lock = threading.Lock()
+        self._failures: list[int] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with recorder._lock:
+                    failure = recorder._failures.pop(0) if recorder._failures else None
+                if failure is not None:
+                    status, content = failure, b'{"code": 20500, "message": "injected failure", "status": 500}'
+                else:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                    answer = httpx.request(
+                        self.command, recorder.upstream + self.path, content=body, headers=headers, timeout=30
+                    )
+                    status, content = answer.status_code, answer.content
+                form = parse_qs(body.decode()) if body else {}
+                try:
+                    parsed = httpx.Response(200, content=content).json()
+                except ValueError:
+                    parsed = {}
+                with recorder._lock:
+                    recorder.requests.append(RecordedRequest(self.command, self.path, form, status, parsed))
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = _forward
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def fail_next(self, count: int, status: int = 500) -> None:
+        with self._lock:
+            self._failures.extend([status] * count)
+
+    def messages_to(self, phone: str) -> list[RecordedRequest]:
+        with self._lock:
+            return [
+                r
+                for r in self.requests
+                if r.method == "POST" and r.path.endswith("/Messages.json") and r.form.get("To") == [phone]
+            ]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,97 @@
+"""Unit tests of the detector's rules, in event time."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from carebed.schemas import DeviceEvent, DeviceKind, Finding, FindingCode, Reading, Severity
+from carebed.topics import DeviceChannel
+from detector.rules import RuleConfig, RuleEngine
+
+T0 = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
+KIND = {"w": DeviceKind.WEARABLE, "m": DeviceKind.WATER_METER, "g": DeviceKind.GAS_SENSOR}
+
+
+def reading(device: str, minute: float, channel: DeviceChannel = DeviceChannel.TELEMETRY, **values: Any) -> Reading:
+    ts = T0 + timedelta(minutes=minute)
+    return Reading(
+        home_id="home-1",
+        device_id=device,
+        device_kind=KIND[device[0]],
+        channel=channel,
+        ts=ts,
+        received_at=ts,
+        **values,
+    )
+
+
+def run(engine: RuleEngine, readings: list[Reading]) -> list[Finding]:
+    return [finding for r in readings for finding in engine.process(r)]
+
+
+def test_sos_raises_a_critical_finding_with_a_stable_id() -> None:
+    sos = reading("w1", 1, DeviceChannel.EVENT, event=DeviceEvent.SOS, seq=3)
+    first = RuleEngine(RuleConfig()).process(sos)
+    again = RuleEngine(RuleConfig()).process(sos)
+    assert [f.code for f in first] == [FindingCode.SOS]
+    assert first[0].severity is Severity.CRITICAL
+    assert first[0].id == again[0].id
+
+
+def test_gas_alarm_fires_once_per_episode() -> None:
+    levels = [2, 12, 15, 3, 11]
+    findings = run(RuleEngine(RuleConfig()), [reading("g1", i, ch4_lel_pct=v) for i, v in enumerate(levels)])
+    assert [(f.code, f.evidence["ch4_lel_pct"]) for f in findings] == [
+        (FindingCode.GAS_ALARM, 12),
+        (FindingCode.GAS_ALARM, 11),
+    ]
+
+
+def test_co_alarm_follows_the_time_weighted_levels() -> None:
+    engine = RuleEngine(RuleConfig())
+    assert run(engine, [reading("g1", m, co_ppm=60) for m in range(0, 60, 5)]) == []
+    [finding] = run(engine, [reading("g1", 60, co_ppm=60)])
+    assert finding.code is FindingCode.CO_ALARM
+    assert finding.ts == T0
+    assert run(RuleEngine(RuleConfig()), [reading("g1", 0, co_ppm=320)])[0].evidence["level_ppm"] == 300
+
+
+def test_water_leak_flag_fires_on_the_rising_edge_only() -> None:
+    flags = [False, True, True, False, True]
+    findings = run(RuleEngine(RuleConfig()), [reading("m1", i, leak=v) for i, v in enumerate(flags)])
+    assert [f.code for f in findings] == [FindingCode.WATER_LEAK, FindingCode.WATER_LEAK]
+
+
+def test_device_offline_is_judged_in_event_time() -> None:
+    engine = RuleEngine(RuleConfig(offline_after=timedelta(minutes=30)))
+    engine.process(reading("m1", 0, water_volume_l=10))
+    quiet = run(engine, [reading("w1", m, worn=True) for m in range(0, 30)])
+    assert quiet == []
+    findings = run(engine, [reading("w1", m, worn=True) for m in range(30, 40)])
+    assert [(f.code, f.device_id) for f in findings] == [(FindingCode.DEVICE_OFFLINE, "m1")]
+    assert run(engine, [reading("m1", 41, water_volume_l=11)]) == []
+    later = run(engine, [reading("w1", m, worn=True) for m in range(41, 80)])
+    assert [f.device_id for f in later] == ["m1"]
+
+
+def test_an_offline_last_will_does_not_count_as_a_sign_of_life() -> None:
+    engine = RuleEngine(RuleConfig(offline_after=timedelta(minutes=30)))
+    engine.process(reading("m1", 0, water_volume_l=10))
+    engine.process(reading("m1", 20, DeviceChannel.STATUS, online=False))
+    findings = run(engine, [reading("w1", m, worn=True) for m in range(0, 35)])
+    assert [f.device_id for f in findings] == ["m1"]
+
+
+def test_replay_after_a_checkpoint_gives_the_same_findings() -> None:
+    readings = [
+        reading("g1", m, ch4_lel_pct=20 if m % 17 == 0 else 1, co_ppm=120 if 30 <= m < 50 else 1) for m in range(90)
+    ]
+    readings += [reading("w1", 45, DeviceChannel.EVENT, event=DeviceEvent.FALL)]
+    straight = run(RuleEngine(RuleConfig()), readings)
+    engine = RuleEngine(RuleConfig())
+    head = run(engine, readings[:40])
+    restored: RuleEngine = pickle.loads(pickle.dumps(engine))
+    assert head + run(restored, readings[40:]) == straight
+    assert {f.code for f in straight} == {FindingCode.GAS_ALARM, FindingCode.CO_ALARM, FindingCode.FALL}
