@@ -14,9 +14,11 @@ import pytest
 from alerting.auth import Role, create_user
 from carebed.broker import Mosquitto, free_port, wait_for_port
 from carebed.db import make_engine, make_sessionmaker, migrate
+from carebed.mqtt import MqttClient
 from carebed.registry import RegistryFile, import_registry
 from carebed.settings import Settings
 from simulators.homes import build_registry
+from tests.postgres import create_database, postgres_server
 from tests.support import ServiceProcess, TwilioRecorder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +49,15 @@ def settings(tmp_path: Path, broker: Mosquitto) -> Settings:
 
 
 @pytest.fixture
+def device(settings: Settings) -> Iterator[MqttClient]:
+    """One MQTT connection publishing on behalf of the test's devices."""
+    client = MqttClient(settings, client_id="test-devices", persistent=False)
+    client.start()
+    yield client
+    client.stop()
+
+
+@pytest.fixture
 def registry() -> RegistryFile:
     return build_registry(homes=3, seed=11)
 
@@ -61,6 +72,21 @@ def database(settings: Settings, registry: RegistryFile) -> str:
         create_user(session, OPERATOR[0], OPERATOR[1], Role.OPERATOR)
     engine.dispose()
     return settings.sqlalchemy_url
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each supported kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'carebed.db'}"
+    server: str = request.getfixturevalue("postgres")
+    return create_database(server, f"t_{secrets.token_hex(6)}")
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -28,14 +27,6 @@ from tests.support import Observer, ServiceProcess, TwilioRecorder, wait_for
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def device(settings: Settings) -> Iterator[MqttClient]:
-    client = MqttClient(settings, client_id="test-devices", persistent=False)
-    client.start()
-    yield client
-    client.stop()
-
-
 def press_sos(device: MqttClient, settings: Settings, home: HomeSpec) -> None:
     """The simulator's own wearable model produces the payload, as a real watch would."""
     simulated = SimulatedHome(home, settings.tz, random.Random(1))
@@ -43,6 +34,12 @@ def press_sos(device: MqttClient, settings: Settings, home: HomeSpec) -> None:
     assert message.device_id == simulated.device(DeviceKind.WEARABLE)
     payload = json.dumps(message.payload).encode()
     device.publish(Outbound(topics.device(message.device_id, message.channel), payload))
+
+
+def start_pipeline(services: dict[str, ServiceProcess], settings: Settings) -> None:
+    start_alerting(services, settings)
+    for name in ("gateway", "detector"):
+        services[name].start().wait_logged("mqtt connected")
 
 
 def start_alerting(services: dict[str, ServiceProcess], settings: Settings) -> None:
@@ -78,9 +75,7 @@ def test_sos_reaches_the_api_and_twilio(
     twilio: TwilioRecorder,
     device: MqttClient,
 ) -> None:
-    start_alerting(services, settings)
-    services["gateway"].start().wait_logged("mqtt connected")
-    services["detector"].start().wait_logged("mqtt connected")
+    start_pipeline(services, settings)
     home = registry.homes[0]
     responder, resident = home.responders[0], home.residents[0]
 
@@ -143,9 +138,7 @@ def test_an_sos_published_while_alerting_is_down_arrives_exactly_once(
 def test_console_and_api_require_a_login_and_actions_a_csrf_token(
     settings: Settings, registry: RegistryFile, services: dict[str, ServiceProcess], device: MqttClient
 ) -> None:
-    start_alerting(services, settings)
-    services["gateway"].start().wait_logged("mqtt connected")
-    services["detector"].start().wait_logged("mqtt connected")
+    start_pipeline(services, settings)
     base = alerting_url(settings)
     anonymous = httpx.Client(base_url=base)
     assert anonymous.get("/").headers["location"] == "/login"

@@ -32,14 +32,6 @@ def running(settings: Settings, database: str) -> Iterator[tuple[Gateway, Detect
     detector.stop()
 
 
-@pytest.fixture
-def device(settings: Settings) -> Iterator[MqttClient]:
-    client = MqttClient(settings, client_id="test-device", persistent=False)
-    client.start()
-    yield client
-    client.stop()
-
-
 def observe(settings: Settings, topic_filter: str) -> Observer:
     observer = Observer(settings, topic_filter)
     observer.client.start()

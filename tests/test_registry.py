@@ -47,10 +47,9 @@ def test_a_device_in_two_homes_is_rejected() -> None:
         RegistryFile.model_validate({"homes": [home(), second]})
 
 
-def test_reimport_replaces_a_homes_devices_and_responders(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'r.db'}"
-    migrate(url)
-    sessions = make_sessionmaker(make_engine(url))
+def test_reimport_replaces_a_homes_devices_and_responders(database_url: str) -> None:
+    migrate(database_url)
+    sessions = make_sessionmaker(make_engine(database_url))
     with sessions.begin() as session:
         import_registry(session, RegistryFile.model_validate({"homes": [home(device="d1")]}))
     with sessions.begin() as session:

@@ -1,10 +1,9 @@
-"""Alert folding and state changes, against a real SQLite database."""
+"""Alert folding and state changes, against real SQLite and PostgreSQL databases."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -28,10 +27,9 @@ def homes() -> RegistryFile:
 
 
 @pytest.fixture
-def sessions(tmp_path: Path, homes: RegistryFile) -> Iterator[sessionmaker[Session]]:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    migrate(url)
-    engine = make_engine(url)
+def sessions(database_url: str, homes: RegistryFile) -> Iterator[sessionmaker[Session]]:
+    migrate(database_url)
+    engine = make_engine(database_url)
     factory = make_sessionmaker(engine)
     with factory.begin() as session:
         import_registry(session, homes)

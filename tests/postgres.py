@@ -1,0 +1,53 @@
+"""A private PostgreSQL server for the tests: own folder, free loopback port, never the system service."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+
+from carebed.broker import free_port
+
+
+def _run_as_postgres(command: list[str]) -> None:
+    """initdb refuses to run as root, so as root the server runs as the 'postgres' user."""
+    if os.geteuid() == 0:
+        command = ["su", "postgres", "-s", "/bin/sh", "-c", subprocess.list2cmdline(command)]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """Yield a SQLAlchemy URL prefix, ``postgresql+psycopg://app@127.0.0.1:PORT/``."""
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    assert candidates, "PostgreSQL is not installed (apt-get install postgresql)"
+    bindir = Path(candidates[-1]).parent
+    folder = Path(tempfile.mkdtemp(prefix="carebed-pg-"))
+    folder.chmod(0o755)
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres")
+    port = free_port()
+    data = folder / "data"
+    _run_as_postgres([str(bindir / "initdb"), "-D", str(data), "-U", "app", "--auth=trust", "-E", "UTF8"])
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    _run_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"])
+    try:
+        yield f"postgresql+psycopg://app@127.0.0.1:{port}/"
+    finally:
+        _run_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"])
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def create_database(server_url: str, name: str) -> str:
+    """A fresh database on the server; returns its SQLAlchemy URL."""
+    dsn = server_url.replace("postgresql+psycopg://", "postgresql://") + "postgres"
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return server_url + name
