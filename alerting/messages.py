@@ -17,6 +17,20 @@ CAUSES: dict[FindingCode, dict[str, str]] = {
     FindingCode.CO_ALARM: {"zh-CN": "家中一氧化碳浓度超过报警值", "en": "has a carbon monoxide alarm at home"},
     FindingCode.WATER_LEAK: {"zh-CN": "家中漏水", "en": "has a water leak at home"},
     FindingCode.DEVICE_OFFLINE: {"zh-CN": "家中的设备已离线", "en": "has a device at home that went offline"},
+    FindingCode.INACTIVITY: {
+        "zh-CN": "家中长时间没有活动，与平时不同",
+        "en": "has shown no activity for unusually long",
+    },
+    FindingCode.LONG_WATER_FLOW: {
+        "zh-CN": "家中用水持续时间异常（可能忘关水龙头）",
+        "en": "has water running unusually long",
+    },
+    FindingCode.LONG_GAS_FLOW: {
+        "zh-CN": "家中燃气使用时间异常（可能忘关灶火）",
+        "en": "has gas burning unusually long",
+    },
+    FindingCode.NIGHT_WANDERING: {"zh-CN": "夜间活动异常", "en": "is unusually active at night"},
+    FindingCode.ACTIVITY_DECLINE: {"zh-CN": "近几天活动量明显下降", "en": "has been much less active for several days"},
 }
 
 _URGENT = {Severity.CRITICAL, Severity.HIGH}

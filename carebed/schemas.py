@@ -147,6 +147,22 @@ class FindingCode(StrEnum):
     CO_ALARM = "co_alarm"
     WATER_LEAK = "water_leak"
     DEVICE_OFFLINE = "device_offline"
+    INACTIVITY = "inactivity"
+    LONG_WATER_FLOW = "long_water_flow"
+    LONG_GAS_FLOW = "long_gas_flow"
+    NIGHT_WANDERING = "night_wandering"
+    ACTIVITY_DECLINE = "activity_decline"
+
+
+WELFARE_CODES = frozenset(
+    {
+        FindingCode.INACTIVITY,
+        FindingCode.LONG_WATER_FLOW,
+        FindingCode.LONG_GAS_FLOW,
+        FindingCode.NIGHT_WANDERING,
+        FindingCode.ACTIVITY_DECLINE,
+    }
+)
 
 
 EvidenceValue = str | int | float | bool | None
@@ -166,6 +182,25 @@ class Finding(BaseModel):
     detected_at: UtcDatetime = Field(description="Event time at which the detector decided.")
     summary: str
     evidence: dict[str, EvidenceValue] = Field(default_factory=dict)
+
+
+class FeedbackKind(StrEnum):
+    AWAY = "away"
+    BACK = "back"
+    FALSE_ALARM = "false_alarm"
+
+
+class Feedback(BaseModel):
+    """What operators tell the detector about a home: away (until), back, or a false alarm for a cause."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Annotated[str, Field(min_length=1, max_length=200)]
+    home_id: Identifier
+    kind: FeedbackKind
+    ts: UtcDatetime = Field(description="When it was declared.")
+    until: UtcDatetime | None = Field(None, description="End of an away period; open-ended if absent.")
+    code: FindingCode | None = Field(None, description="The cause a false alarm was about.")
 
 
 class RejectReason(StrEnum):

@@ -21,6 +21,7 @@ class DeviceChannel(StrEnum):
 DEVICE_SUBSCRIPTION = f"{PREFIX}/devices/+/+"
 READINGS_SUBSCRIPTION = f"{PREFIX}/internal/readings/+"
 FINDINGS_SUBSCRIPTION = f"{PREFIX}/internal/findings/+"
+FEEDBACK_SUBSCRIPTION = f"{PREFIX}/internal/feedback/+"
 DEAD_LETTER_SUBSCRIPTION = f"{PREFIX}/deadletter/#"
 
 
@@ -45,6 +46,10 @@ def readings(home_id: str) -> str:
 
 def findings(home_id: str) -> str:
     return f"{PREFIX}/internal/findings/{home_id}"
+
+
+def feedback(home_id: str) -> str:
+    return f"{PREFIX}/internal/feedback/{home_id}"
 
 
 def dead_letter(reason: str) -> str:

@@ -121,3 +121,10 @@ def test_acknowledgement_is_idempotent_and_audited(sessions: sessionmaker[Sessio
         assert (alert.status, alert.acked_by, alert.ack_source) == (AlertStatus.ACKNOWLEDGED, "op", "console")
         actions = session.scalars(select(AuditEntry.action).where(AuditEntry.alert_id == alert.id)).all()
         assert actions == ["created", "sms_queued", "acknowledged"]
+
+
+def test_every_finding_code_has_a_text_in_both_languages() -> None:
+    from alerting.messages import CAUSES, LANGUAGES
+
+    assert set(CAUSES) == set(FindingCode)
+    assert all(set(texts) == set(LANGUAGES) and all(texts.values()) for texts in CAUSES.values())
