@@ -10,9 +10,11 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import REGISTRY, make_asgi_app
 from starlette.middleware.sessions import SessionMiddleware
 
 from alerting import api, console
+from alerting.metrics import OpenAlertsCollector
 from alerting.state import AppState
 from alerting.twilio_client import make_sender
 from carebed.db import make_engine, make_sessionmaker, migrate
@@ -28,12 +30,15 @@ def create_app(settings: Settings) -> FastAPI:
         engine = make_engine(settings.sqlalchemy_url)
         state = AppState(settings, make_sessionmaker(engine), make_sender(settings))
         app.state.carebed = state
+        collector = OpenAlertsCollector(state.sessions)
+        REGISTRY.register(collector)
         state.dispatcher.start()
         state.consumer.mqtt.start()
         log.info("alerting ready", extra={"port": settings.http_port})
         yield
         state.consumer.mqtt.stop()
         state.dispatcher.stop()
+        REGISTRY.unregister(collector)
         engine.dispose()
 
     secret = settings.session_secret.get_secret_value() if settings.session_secret else secrets.token_urlsafe(32)
@@ -49,6 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(api.router)
     app.include_router(console.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
+    app.mount("/metrics", make_asgi_app())
     return app
 
 

@@ -12,18 +12,24 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.models import Notification, NotificationStatus
-from alerting.store import record_delivery
+from alerting.store import LATENCY_BUCKETS, record_delivery
 from alerting.twilio_client import SendError, SmsSender
 from carebed.schemas import utc_now
 
 log = logging.getLogger(__name__)
 
 DISPATCHED = Counter("carebed_alerting_notifications_total", "Notifications dispatched, by result", ["result"])
+DISPATCH_LATENCY = Histogram(
+    "carebed_alerting_dispatch_seconds",
+    "From a notification being queued to Twilio accepting it",
+    buckets=LATENCY_BUCKETS,
+)
+TWILIO_ERRORS = Counter("carebed_alerting_twilio_errors_total", "Failed Twilio requests, by kind", ["kind"])
 MAX_BACKOFF_S = 300.0
 BATCH = 20
 IN_DOUBT_AFTER = timedelta(minutes=2)  # well past the HTTP timeout of a Twilio request
@@ -114,11 +120,13 @@ class Dispatcher:
             notification = session.get_one(Notification, notification_id)
             notification.provider_status = sent.status
             record_delivery(session, notification, status=status, sid=sent.sid, error=None, at=utc_now())
+            DISPATCH_LATENCY.observe((utc_now() - notification.created_at).total_seconds())
         self._on_change()
         DISPATCHED.labels(status.value).inc()
         log.info("sms dispatched", extra={"notification_id": notification_id, "status": status.value})
 
     def _failed(self, notification_id: int, error: str, *, transient: bool) -> None:
+        TWILIO_ERRORS.labels("transient" if transient else "permanent").inc()
         with self._sessions.begin() as session:
             notification = session.get_one(Notification, notification_id)
             if transient:

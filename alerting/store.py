@@ -7,6 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from prometheus_client import Histogram
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -15,6 +16,13 @@ from alerting.messages import AlertText, sms_body
 from alerting.models import Alert, AlertStatus, AuditEntry, FindingRecord, Notification
 from carebed.registry import Home
 from carebed.schemas import Finding, FindingCode, Severity, utc_now
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
+DETECTION_LATENCY = Histogram(
+    "carebed_alerting_end_to_end_seconds",
+    "From the gateway receiving a device message to the alert it caused being stored",
+    buckets=LATENCY_BUCKETS,
+)
 
 
 class Source(StrEnum):
@@ -66,6 +74,8 @@ def ingest_finding(session: Session, finding: Finding, tz: ZoneInfo) -> IngestRe
         session.add(alert)
         session.flush()
         _audit(session, alert.id, "created", Source.DETECTOR, None, {"finding_id": finding.id})
+        if finding.received_at is not None:
+            DETECTION_LATENCY.observe((utc_now() - finding.received_at).total_seconds())
         _notify_first_responder(session, alert, finding, tz)
     else:
         alert.finding_count += 1

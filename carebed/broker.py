@@ -14,7 +14,8 @@ CONFIG = """\
 # Written by carebed; changes are overwritten at the next start.
 user {user}
 listener {port} 127.0.0.1
-allow_anonymous true
+pid_file {data}/mosquitto.pid
+{auth}
 persistence true
 persistence_location {data}/
 autosave_interval 5
@@ -49,11 +50,18 @@ def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen[bytes] 
 
 @dataclass
 class Mosquitto:
+    """With ``authenticated``, logins are checked against ``passwd`` and ``acl`` in the data folder."""
+
     data_dir: Path
     port: int
+    authenticated: bool = False
 
     def __post_init__(self) -> None:
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "mosquitto.pid"
 
     @property
     def config_path(self) -> Path:
@@ -64,8 +72,14 @@ class Mosquitto:
         if not Path(binary).exists():
             raise FileNotFoundError("mosquitto is not installed (apt-get install mosquitto)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        data = self.data_dir.resolve()
+        auth = (
+            f"allow_anonymous false\npassword_file {data}/passwd\nacl_file {data}/acl"
+            if self.authenticated
+            else "allow_anonymous true"
+        )
         self.config_path.write_text(
-            CONFIG.format(user=getpass.getuser(), port=self.port, data=self.data_dir.resolve()), encoding="utf-8"
+            CONFIG.format(user=getpass.getuser(), port=self.port, data=data, auth=auth), encoding="utf-8"
         )
         self.process = subprocess.Popen([binary, "-c", str(self.config_path)], stdin=subprocess.DEVNULL)
         wait_for_port(self.port, timeout_s, self.process)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 import yaml
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
+from carebed.schemas import DeviceKind
 from carebed.settings import Settings, get_settings
 
 
@@ -177,3 +180,61 @@ def admin_create(username: str, role: str, password: str) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--password") from None
     click.echo(f"user {username!r} ({role}) saved")
+
+
+@main.group()
+def devices() -> None:
+    """Devices and their broker credentials (kept in step with the broker's password file and ACL)."""
+
+
+def _provision(change: Callable[[Session], str | None], message: str) -> None:
+    from carebed.db import make_engine, make_sessionmaker, migrate
+    from carebed.provisioning import ProvisioningError, reload_broker, sync_broker_auth
+
+    settings = get_settings()
+    migrate(settings.sqlalchemy_url)
+    folder = settings.data_dir / "mosquitto"
+    try:
+        with make_sessionmaker(make_engine(settings.sqlalchemy_url)).begin() as session:
+            password = change(session)
+            session.flush()
+            sync_broker_auth(session, folder)
+    except ProvisioningError as exc:
+        raise click.ClickException(str(exc)) from None
+    reloaded = reload_broker(folder / "mosquitto.pid")
+    click.echo(message + ("" if reloaded else " (no running broker found to reload)"))
+    if password is not None:
+        click.echo(f"MQTT password (shown once; store it on the device): {password}")
+
+
+@devices.command("add")
+@click.argument("device_id")
+@click.option("--home", "home_id", required=True, help="Home the device belongs to.")
+@click.option("--kind", type=click.Choice([k.value for k in DeviceKind]), required=True)
+@click.option("--model", help="Vendor model, for the console.")
+def devices_add(device_id: str, home_id: str, kind: str, model: str | None) -> None:
+    """Register a device and give it a broker password; it may publish only under its own id."""
+    from carebed.provisioning import add_device
+
+    _provision(lambda s: add_device(s, device_id, home_id, DeviceKind(kind), model), f"device {device_id} added")
+
+
+@devices.command("rotate")
+@click.argument("device_id")
+def devices_rotate(device_id: str) -> None:
+    """Give a device a new broker password; the old one stops working."""
+    from carebed.provisioning import rotate_device
+
+    _provision(lambda s: rotate_device(s, device_id), f"device {device_id} has a new password")
+
+
+@devices.command("remove")
+@click.argument("device_id")
+def devices_remove(device_id: str) -> None:
+    """Remove a device from the registry and the broker's password file."""
+    from carebed.provisioning import remove_device
+
+    def change(session: Session) -> None:
+        remove_device(session, device_id)
+
+    _provision(change, f"device {device_id} removed")

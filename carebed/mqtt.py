@@ -51,6 +51,12 @@ class _PendingAck:
 
 
 @dataclass(slots=True)
+class _Confirmation:
+    done: threading.Event = field(default_factory=threading.Event)
+    accepted: bool = False
+
+
+@dataclass(slots=True)
 class _Subscription:
     topic_filter: str
     handler: Handler
@@ -67,8 +73,11 @@ class MqttClient:
     max_inflight: int = 1000
     _subscriptions: list[_Subscription] = field(default_factory=list)
     _pending: dict[int, _PendingAck] = field(default_factory=dict)
+    _confirmations: dict[int, _Confirmation] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     connected: threading.Event = field(default_factory=threading.Event)
+    _connect_answered: threading.Event = field(default_factory=threading.Event)
+    _refusal: str | None = None
 
     def __post_init__(self) -> None:
         self._client = paho.Client(
@@ -107,11 +116,10 @@ class MqttClient:
             properties=properties,
         )
         self._client.loop_start()
-        if not self.connected.wait(timeout):
+        if not self._connect_answered.wait(timeout) or not self.connected.is_set():
             self.stop()
-            raise ConnectionError(
-                f"no MQTT connection to {self.settings.mqtt_host}:{self.settings.mqtt_port} within {timeout:.0f} s"
-            )
+            where = f"{self.settings.mqtt_host}:{self.settings.mqtt_port}"
+            raise ConnectionError(f"MQTT connection to {where} failed: {self._refusal or 'no answer'}")
 
     def stop(self) -> None:
         self._client.disconnect()
@@ -123,6 +131,16 @@ class MqttClient:
             raise RuntimeError(f"publish to {message.topic} failed: {paho.error_string(info.rc)}")
         return info
 
+    def publish_confirmed(self, message: Outbound, timeout: float = 10.0) -> bool:
+        """Publish at QoS 1 and wait for the broker's verdict: False if it refused (say, by its ACL)."""
+        confirmation = _Confirmation()
+        with self._lock:
+            info = self.publish(message)
+            self._confirmations[info.mid] = confirmation
+        if not confirmation.done.wait(timeout):
+            raise TimeoutError(f"no acknowledgement for {message.topic} within {timeout:.0f} s")
+        return confirmation.accepted
+
     def _on_connect(
         self,
         client: paho.Client,
@@ -133,6 +151,8 @@ class MqttClient:
     ) -> None:
         if reason.is_failure:
             log.error("mqtt connect refused", extra={"client_id": self.client_id, "reason": str(reason)})
+            self._refusal = str(reason)
+            self._connect_answered.set()
             return
         with self._lock:
             self._pending.clear()
@@ -143,6 +163,7 @@ class MqttClient:
             extra={"client_id": self.client_id, "session_present": flags.session_present},
         )
         self.connected.set()
+        self._connect_answered.set()
 
     def _on_disconnect(
         self,
@@ -196,8 +217,16 @@ class MqttClient:
         properties: Properties | None,
     ) -> None:
         with self._lock:
+            confirmation = self._confirmations.pop(mid, None)
+            if confirmation is not None:
+                confirmation.accepted = not reason.is_failure
+                confirmation.done.set()
             pending = self._pending.pop(mid, None)
             if pending is None:
+                return
+            if reason.is_failure:
+                # Acknowledging the input would lose it: leave it for re-delivery and make noise.
+                log.error("broker refused an output", extra={"client_id": self.client_id, "reason": str(reason)})
                 return
             pending.remaining -= 1
             if pending.remaining == 0:

@@ -123,6 +123,9 @@ class Device(Base):
     home_id: Mapped[str] = mapped_column(ForeignKey("homes.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(20))
     model: Mapped[str | None] = mapped_column(String(100))
+    credential_hash: Mapped[str | None] = mapped_column(
+        String(200), doc="Mosquitto password hash; a device without one cannot log in to the broker."
+    )
     home: Mapped[Home] = relationship(back_populates="devices")
 
 
@@ -145,9 +148,16 @@ def parse_file(path: Path) -> RegistryFile:
 
 
 def import_registry(session: Session, registry: RegistryFile) -> int:
-    """Write every home of the file, replacing what each had; the caller commits. Returns homes written."""
+    """Write every home of the file, replacing what each had (devices keep their broker credentials).
+
+    The caller commits. Returns the number of homes written.
+    """
     for spec in registry.homes:
-        session.execute(delete(Device).where(Device.id.in_([d.id for d in spec.devices])))
+        ids = [d.id for d in spec.devices]
+        credentials = dict(
+            session.execute(select(Device.id, Device.credential_hash).where(Device.id.in_(ids))).tuples().all()
+        )
+        session.execute(delete(Device).where(Device.id.in_(ids)))
         home = session.get(Home, spec.id)
         if home is None:
             home = Home(id=spec.id)
@@ -155,10 +165,19 @@ def import_registry(session: Session, registry: RegistryFile) -> int:
         home.address, home.street = spec.address, spec.street
         home.community, home.access_notes = spec.community, spec.access_notes
         home.residents = [Resident(**r.model_dump()) for r in spec.residents]
-        home.devices = [Device(id=d.id, kind=d.kind.value, model=d.model) for d in spec.devices]
+        home.devices = [
+            Device(id=d.id, kind=d.kind.value, model=d.model, credential_hash=credentials.get(d.id))
+            for d in spec.devices
+        ]
         home.responders = [Responder(position=i, **r.model_dump()) for i, r in enumerate(spec.responders)]
         session.flush()
     return len(registry.homes)
+
+
+def device_credentials(session: Session) -> dict[str, str]:
+    """Broker password hashes of every device that has one."""
+    rows = session.execute(select(Device.id, Device.credential_hash).where(Device.credential_hash.is_not(None)))
+    return {device_id: digest for device_id, digest in rows}
 
 
 def device_directory(session: Session) -> dict[str, DeviceEntry]:

@@ -182,6 +182,9 @@ class Finding(BaseModel):
     detected_at: UtcDatetime = Field(description="Event time at which the detector decided.")
     summary: str
     evidence: dict[str, EvidenceValue] = Field(default_factory=dict)
+    received_at: UtcDatetime | None = Field(
+        None, description="Gateway wall time of the message that caused it, for end-to-end latency."
+    )
 
 
 class FeedbackKind(StrEnum):

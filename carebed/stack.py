@@ -20,6 +20,7 @@ from alerting.auth import Role, create_user
 from alerting.models import Notification, NotificationStatus
 from carebed.broker import Mosquitto, free_port, wait_for_port
 from carebed.db import make_engine, make_sessionmaker, migrate
+from carebed.provisioning import new_service_passwords, sync_broker_auth
 from carebed.registry import RegistryFile, import_registry
 from carebed.settings import Settings
 
@@ -28,17 +29,20 @@ RESTART_BACKOFF_S = 2.0
 
 @dataclass
 class Child:
+    """A service process with its own broker account and environment."""
+
     name: str
     args: list[str]
     log_path: Path
+    env: dict[str, str]
     process: subprocess.Popen[bytes] | None = None
 
-    def start(self, env: dict[str, str]) -> None:
+    def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "carebed", *self.args],
-                env=env,
+                env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -63,8 +67,21 @@ class Stack:
 
     def run(self, stopping: threading.Event) -> None:
         data = self.settings.data_dir.resolve()
-        broker = Mosquitto(data / "mosquitto", free_port())
+        broker = Mosquitto(data / "mosquitto", free_port(), authenticated=True)
+        accounts = new_service_passwords(broker.data_dir)
+        migrate(self.settings.sqlalchemy_url)
+        engine = make_engine(self.settings.sqlalchemy_url)
+        sessions = make_sessionmaker(engine)
+        demo_password = None
+        with sessions.begin() as session:
+            if self.registry is not None:
+                import_registry(session, self.registry)
+            if self.simulate is not None:
+                demo_password = secrets.token_urlsafe(12)
+                create_user(session, "demo", demo_password, Role.SUPERVISOR)
+            sync_broker_auth(session, broker.data_dir)
         broker.start()
+
         env = {
             **os.environ,
             "CAREBED_MQTT_HOST": "127.0.0.1",
@@ -77,47 +94,46 @@ class Stack:
             # Simulated time restarts at the wall clock and runs ahead of it.
             env["CAREBED_GATEWAY_MAX_FUTURE_SKEW_S"] = "null"
             (data / "detector" / "state.pickle").unlink(missing_ok=True)
-        migrate(self.settings.sqlalchemy_url)
-        engine = make_engine(self.settings.sqlalchemy_url)
-        sessions = make_sessionmaker(engine)
-        password = None
-        with sessions.begin() as session:
-            if self.registry is not None:
-                import_registry(session, self.registry)
-            if self.simulate is not None:
-                password = secrets.token_urlsafe(12)
-                create_user(session, "demo", password, Role.SUPERVISOR)
-
         logs = data / "logs"
-        children = [
-            Child("alerting", ["alerting"], logs / "alerting.log"),
-            Child("gateway", ["gateway"], logs / "gateway.log"),
-            Child("detector", ["detector"], logs / "detector.log"),
-        ]
+        services = [("alerting", ["alerting"]), ("gateway", ["gateway"]), ("detector", ["detector"])]
         if self.simulate is not None:
-            children.append(Child("simulator", ["simulate", *self.simulate], logs / "simulator.log"))
+            services.append(("simulator", ["simulate", *self.simulate]))
+        children = []
+        for name, args in services:
+            account = f"carebed-{name}"
+            child_env = {**env, "CAREBED_MQTT_USERNAME": account, "CAREBED_MQTT_PASSWORD": accounts[account]}
+            if name in ("gateway", "detector"):
+                child_env["CAREBED_METRICS_PORT"] = str(free_port())
+            children.append(Child(name, args, logs / f"{name}.log", child_env))
         try:
             for child in children:
-                child.start(env)
+                child.start()
             wait_for_port(self.settings.http_port, 30, children[0].process)
-            self._announce(broker.port, password, logs)
-            self._supervise(children, env, sessions, stopping)
+            self._announce(broker.port, demo_password, logs, children)
+            self._supervise(children, sessions, stopping)
         finally:
             for child in reversed(children):
                 child.stop()
             broker.stop()
             engine.dispose()
 
-    def _announce(self, mqtt_port: int, password: str | None, logs: Path) -> None:
+    def _announce(self, mqtt_port: int, password: str | None, logs: Path, children: list[Child]) -> None:
         url = f"http://{self.settings.http_host}:{self.settings.http_port}/"
         self.console.print(f"[bold green]carebed is running[/]  console: [link={url}]{url}[/link]")
         if password is not None:
             self.console.print(f"  log in as [bold]demo[/] with password [bold]{password}[/]")
-        self.console.print(f"  MQTT broker 127.0.0.1:{mqtt_port}; service logs in {logs}; Ctrl-C stops everything")
+        metrics = [f"{url}metrics"] + [
+            f"http://127.0.0.1:{c.env['CAREBED_METRICS_PORT']}/metrics"
+            for c in children
+            if "CAREBED_METRICS_PORT" in c.env
+        ]
+        self.console.print(f"  metrics: {' '.join(metrics)}")
+        self.console.print(
+            f"  MQTT broker 127.0.0.1:{mqtt_port} (password and ACL in {self.settings.data_dir / 'mosquitto'}); "
+            f"service logs in {logs}; Ctrl-C stops everything"
+        )
 
-    def _supervise(
-        self, children: list[Child], env: dict[str, str], sessions: sessionmaker[Session], stopping: threading.Event
-    ) -> None:
+    def _supervise(self, children: list[Child], sessions: sessionmaker[Session], stopping: threading.Event) -> None:
         shown: set[int] = set()
         while not stopping.wait(1.0):
             for child in children:
@@ -127,7 +143,7 @@ class Stack:
                     continue
                 self.console.print(f"[red]{child.name} exited with {code}; restarting[/] (log: {child.log_path})")
                 time.sleep(RESTART_BACKOFF_S)
-                child.start(env)
+                child.start()
             self._show_new_messages(sessions, shown)
 
     def _show_new_messages(self, sessions: sessionmaker[Session], shown: set[int]) -> None:

@@ -212,4 +212,5 @@ class RuleEngine:
             detected_at=max(reading.ts, self.clock or reading.ts),
             summary=summary,
             evidence=evidence,
+            received_at=reading.received_at,
         )

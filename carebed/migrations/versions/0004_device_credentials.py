@@ -1,0 +1,26 @@
+"""device broker credentials
+
+Revision ID: 0004_device_credentials
+Revises: 0001
+Create Date: 2026-11-24
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004_device_credentials"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("devices") as batch_op:
+        batch_op.add_column(sa.Column("credential_hash", sa.String(length=200), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("devices") as batch_op:
+        batch_op.drop_column("credential_hash")
