@@ -96,7 +96,7 @@ def test_wrong_anonymous_and_removed_logins_are_refused(secure: SecureStack, reg
     device_id = wearable(registry, 0)
     first = secure.new_password("devices", "rotate", device_id)
     second = secure.new_password("devices", "rotate", device_id)
-    with pytest.raises(ConnectionError, match="Not authorized|Bad user name or password"):
+    with pytest.raises(ConnectionError, match=r"Not authorized|Bad user name or password"):
         secure.client(device_id, first).start(timeout=5)
     with pytest.raises(ConnectionError):
         MqttClient(secure.settings, client_id="anonymous", persistent=False).start(timeout=5)
