@@ -16,6 +16,7 @@ CAUSES: dict[FindingCode, dict[str, str]] = {
     FindingCode.GAS_ALARM: {"zh-CN": "家中燃气浓度超过报警值", "en": "has a gas leak alarm at home"},
     FindingCode.CO_ALARM: {"zh-CN": "家中一氧化碳浓度超过报警值", "en": "has a carbon monoxide alarm at home"},
     FindingCode.WATER_LEAK: {"zh-CN": "家中漏水", "en": "has a water leak at home"},
+    FindingCode.SMOKE_ALARM: {"zh-CN": "家中烟雾报警", "en": "has a smoke alarm at home"},
     FindingCode.DEVICE_OFFLINE: {"zh-CN": "家中的设备已离线", "en": "has a device at home that went offline"},
     FindingCode.INACTIVITY: {
         "zh-CN": "家中长时间没有活动，与平时不同",

@@ -29,6 +29,7 @@ from carebed.topics import PREFIX
 # reconnect storm of a whole city's devices cheap for the broker.
 _ITERATIONS = 101
 SERVICES_FILE = "services.passwd"
+ACCOUNTS_FILE = "accounts.env"
 
 SERVICE_ACL: dict[str, tuple[tuple[str, str], ...]] = {
     "carebed-gateway": (
@@ -48,6 +49,8 @@ SERVICE_ACL: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     # Publishes for many simulated devices over one connection: for demos, tests and benchmarks only.
     "carebed-simulator": (("write", f"{PREFIX}/devices/#"),),
+    # A LoRaWAN network server's MQTT integration (ChirpStack v4 uplinks).
+    "carebed-chirpstack": (("write", "application/+/device/+/event/+"),),
     # Read-only view of everything, for integrators watching their data arrive and being judged.
     "carebed-observer": (("read", f"{PREFIX}/#"),),
 }
@@ -70,8 +73,9 @@ def acl_text() -> str:
         lines.extend(f"topic {access} {topic}" for access, topic in rules)
         lines.append("")
     lines += [
-        "# Every other user is a device: it may write only below its own id.",
+        "# Every other user is a device or a hub: it may write only below its own id.",
         "pattern write carebed/v1/devices/%u/+",
+        "pattern write carebed/v1/z2m/%u/#",
         "",
     ]
     return "\n".join(lines)
@@ -105,12 +109,17 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def new_service_passwords(folder: Path) -> dict[str, str]:
-    """Fresh passwords for every service account; their hashes are kept in the broker folder."""
+    """Fresh passwords for every service account.
+
+    Their hashes go into the broker folder; the passwords themselves into `accounts.env`
+    (readable by its owner only) for integrators who need one (the observer, ChirpStack).
+    """
     passwords = {user: new_password() for user in SERVICE_ACL}
     folder.mkdir(parents=True, exist_ok=True)
     _write_private(
         folder / SERVICES_FILE, "".join(f"{user}:{hash_password(pw)}\n" for user, pw in sorted(passwords.items()))
     )
+    _write_private(folder / ACCOUNTS_FILE, "".join(f"{user}={pw}\n" for user, pw in sorted(passwords.items())))
     return passwords
 
 

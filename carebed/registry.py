@@ -50,6 +50,9 @@ class DeviceSpec(_Spec):
     id: Identifier
     kind: DeviceKind
     model: str | None = None
+    via: Identifier | None = Field(
+        None, description="The hub id, or 'chirpstack', when the device speaks through one rather than itself."
+    )
 
 
 class ResponderSpec(_Spec):
@@ -123,6 +126,7 @@ class Device(Base):
     home_id: Mapped[str] = mapped_column(ForeignKey("homes.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(20))
     model: Mapped[str | None] = mapped_column(String(100))
+    via: Mapped[str | None] = mapped_column(String(64))
     credential_hash: Mapped[str | None] = mapped_column(
         String(200), doc="Mosquitto password hash; a device without one cannot log in to the broker."
     )
@@ -166,7 +170,7 @@ def import_registry(session: Session, registry: RegistryFile) -> int:
         home.community, home.access_notes = spec.community, spec.access_notes
         home.residents = [Resident(**r.model_dump()) for r in spec.residents]
         home.devices = [
-            Device(id=d.id, kind=d.kind.value, model=d.model, credential_hash=credentials.get(d.id))
+            Device(id=d.id, kind=d.kind.value, model=d.model, via=d.via, credential_hash=credentials.get(d.id))
             for d in spec.devices
         ]
         home.responders = [Responder(position=i, **r.model_dump()) for i, r in enumerate(spec.responders)]
@@ -182,5 +186,5 @@ def device_credentials(session: Session) -> dict[str, str]:
 
 def device_directory(session: Session) -> dict[str, DeviceEntry]:
     """Every registered device, for the gateway's authentication of messages."""
-    rows = session.execute(select(Device.id, Device.home_id, Device.kind))
-    return {device_id: DeviceEntry(home_id, DeviceKind(kind)) for device_id, home_id, kind in rows}
+    rows = session.execute(select(Device.id, Device.home_id, Device.kind, Device.via))
+    return {device_id: DeviceEntry(home_id, DeviceKind(kind), via) for device_id, home_id, kind, via in rows}

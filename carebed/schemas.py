@@ -31,6 +31,8 @@ class DeviceKind(StrEnum):
     WEARABLE = "wearable"
     WATER_METER = "water_meter"
     GAS_SENSOR = "gas_sensor"
+    LEAK_SENSOR = "leak_sensor"
+    HUB = "hub"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,7 @@ class DeviceEntry:
 
     home_id: str
     kind: DeviceKind
+    via: str | None = None
 
 
 class DeviceEvent(StrEnum):
@@ -52,6 +55,8 @@ EVENTS_BY_KIND: dict[DeviceKind, frozenset[DeviceEvent]] = {
     DeviceKind.WEARABLE: frozenset({DeviceEvent.SOS, DeviceEvent.FALL, DeviceEvent.TAMPER}),
     DeviceKind.WATER_METER: frozenset({DeviceEvent.LEAK, DeviceEvent.TAMPER}),
     DeviceKind.GAS_SENSOR: frozenset({DeviceEvent.TAMPER}),
+    DeviceKind.LEAK_SENSOR: frozenset({DeviceEvent.LEAK, DeviceEvent.TAMPER}),
+    DeviceKind.HUB: frozenset({DeviceEvent.TAMPER}),
 }
 
 
@@ -69,6 +74,7 @@ class WearableTelemetry(DevicePayload):
     steps: int | None = Field(None, ge=0, description="Cumulative step count.")
     worn: bool | None = None
     battery_pct: Percent | None = None
+    battery_low: bool | None = None
 
 
 class WaterMeterTelemetry(DevicePayload):
@@ -76,6 +82,7 @@ class WaterMeterTelemetry(DevicePayload):
     flow_l_min: float | None = Field(None, ge=0, description="Current flow in litres per minute.")
     leak: bool | None = None
     battery_pct: Percent | None = None
+    battery_low: bool | None = None
 
 
 class GasSensorTelemetry(DevicePayload):
@@ -83,13 +90,29 @@ class GasSensorTelemetry(DevicePayload):
     co_ppm: float | None = Field(None, ge=0, le=10000, description="Carbon monoxide, ppm.")
     volume_m3: float | None = Field(None, ge=0, description="Cumulative gas volume in m³.")
     flow_m3_h: float | None = Field(None, ge=0, description="Current gas flow in m³/h.")
+    gas_alarm: bool | None = Field(None, description="A detector's own combustible-gas alarm state.")
+    co_alarm: bool | None = Field(None, description="A detector's own carbon monoxide alarm state.")
+    smoke: bool | None = Field(None, description="A detector's own smoke alarm state.")
     battery_pct: Percent | None = None
+    battery_low: bool | None = None
+
+
+class LeakSensorTelemetry(DevicePayload):
+    leak: bool
+    battery_pct: Percent | None = None
+    battery_low: bool | None = None
+
+
+class HubTelemetry(DevicePayload):
+    """A hub (a zigbee2mqtt bridge) only reports that it is alive; its devices speak through their own topics."""
 
 
 TELEMETRY_BY_KIND: dict[DeviceKind, type[DevicePayload]] = {
     DeviceKind.WEARABLE: WearableTelemetry,
     DeviceKind.WATER_METER: WaterMeterTelemetry,
     DeviceKind.GAS_SENSOR: GasSensorTelemetry,
+    DeviceKind.LEAK_SENSOR: LeakSensorTelemetry,
+    DeviceKind.HUB: HubTelemetry,
 }
 
 
@@ -128,7 +151,11 @@ class Reading(BaseModel):
     co_ppm: float | None = None
     gas_volume_m3: float | None = None
     gas_flow_m3_h: float | None = None
+    gas_alarm: bool | None = None
+    co_alarm: bool | None = None
+    smoke: bool | None = None
     battery_pct: float | None = None
+    battery_low: bool | None = None
     online: bool | None = None
     event: DeviceEvent | None = None
 
@@ -146,6 +173,7 @@ class FindingCode(StrEnum):
     GAS_ALARM = "gas_alarm"
     CO_ALARM = "co_alarm"
     WATER_LEAK = "water_leak"
+    SMOKE_ALARM = "smoke_alarm"
     DEVICE_OFFLINE = "device_offline"
     INACTIVITY = "inactivity"
     LONG_WATER_FLOW = "long_water_flow"
@@ -214,6 +242,7 @@ class RejectReason(StrEnum):
     DEVICE_MISMATCH = "device_mismatch"
     INVALID_PAYLOAD = "invalid_payload"
     FUTURE_TIMESTAMP = "future_timestamp"
+    WRONG_PATH = "wrong_path"
 
 
 class DeadLetter(BaseModel):

@@ -36,11 +36,17 @@ class DeviceState:
     kind: DeviceKind
     last_ts: datetime
     offline_reported: bool = False
-    gas_alarm_active: bool = False
-    leak_active: bool = False
+    open_episodes: set[FindingCode] = field(default_factory=set)
     co_since: dict[float, datetime] = field(default_factory=dict)
-    co_alarm_active: bool = False
 
+
+# A detector's own alarm flag: one finding when it turns on, re-armed when it turns off.
+_FLAG_FINDINGS: tuple[tuple[str, FindingCode, Severity, str], ...] = (
+    ("leak", FindingCode.WATER_LEAK, Severity.HIGH, "Water leak reported by the sensor"),
+    ("gas_alarm", FindingCode.GAS_ALARM, Severity.CRITICAL, "The gas detector is alarming"),
+    ("co_alarm", FindingCode.CO_ALARM, Severity.CRITICAL, "The carbon monoxide detector is alarming"),
+    ("smoke", FindingCode.SMOKE_ALARM, Severity.CRITICAL, "The smoke detector is alarming"),
+)
 
 _EVENT_FINDINGS: dict[DeviceEvent, tuple[FindingCode, Severity, str]] = {
     DeviceEvent.SOS: (FindingCode.SOS, Severity.CRITICAL, "SOS button pressed"),
@@ -69,8 +75,12 @@ class RuleEngine:
             state.offline_reported = False
         if reading.event is not None and reading.event in _EVENT_FINDINGS:
             findings.extend(self._event(reading, state))
-        if reading.leak is not None:
-            findings.extend(self._leak_flag(reading, state))
+        for field_name, code, severity, summary in _FLAG_FINDINGS:
+            flag = getattr(reading, field_name)
+            if flag is False:
+                state.open_episodes.discard(code)
+            elif flag and _opens(state, code):
+                findings.append(self._finding(reading, code, severity, summary, reading.ts, {field_name: True}))
         if reading.ch4_lel_pct is not None:
             findings.extend(self._gas(reading, state))
         if reading.co_ppm is not None:
@@ -92,31 +102,11 @@ class RuleEngine:
     def _event(self, reading: Reading, state: DeviceState) -> list[Finding]:
         assert reading.event is not None
         code, severity, summary = _EVENT_FINDINGS[reading.event]
-        if code is FindingCode.WATER_LEAK:
-            if state.leak_active:
-                return []
-            state.leak_active = True
+        if code is FindingCode.WATER_LEAK and not _opens(state, code):
+            return []
         return [
             self._finding(
                 reading, code, severity, summary, reading.ts, evidence_of(event=reading.event.value, seq=reading.seq)
-            )
-        ]
-
-    def _leak_flag(self, reading: Reading, state: DeviceState) -> list[Finding]:
-        if not reading.leak:
-            state.leak_active = False
-            return []
-        if state.leak_active:
-            return []
-        state.leak_active = True
-        return [
-            self._finding(
-                reading,
-                FindingCode.WATER_LEAK,
-                Severity.HIGH,
-                "Water leak reported by the water meter",
-                reading.ts,
-                evidence_of(flow_l_min=reading.water_flow_l_min),
             )
         ]
 
@@ -124,11 +114,10 @@ class RuleEngine:
         assert reading.ch4_lel_pct is not None
         threshold = self.config.gas_alarm_lel_pct
         if reading.ch4_lel_pct < threshold:
-            state.gas_alarm_active = False
+            state.open_episodes.discard(FindingCode.GAS_ALARM)
             return []
-        if state.gas_alarm_active:
+        if not _opens(state, FindingCode.GAS_ALARM):
             return []
-        state.gas_alarm_active = True
         return [
             self._finding(
                 reading,
@@ -150,14 +139,14 @@ class RuleEngine:
             else:
                 state.co_since.pop(level, None)
         if not state.co_since:
-            state.co_alarm_active = False
+            state.open_episodes.discard(FindingCode.CO_ALARM)
             return []
-        if state.co_alarm_active:
+        if FindingCode.CO_ALARM in state.open_episodes:
             return []
         for level, minutes in self.config.co_alarm_levels:
             since = state.co_since.get(level)
             if since is not None and reading.ts - since >= timedelta(minutes=minutes):
-                state.co_alarm_active = True
+                state.open_episodes.add(FindingCode.CO_ALARM)
                 return [
                     self._finding(
                         reading,
@@ -214,3 +203,11 @@ class RuleEngine:
             evidence=evidence,
             received_at=reading.received_at,
         )
+
+
+def _opens(state: DeviceState, code: FindingCode) -> bool:
+    """Start an episode of this cause; False if one is already open (no second finding)."""
+    if code in state.open_episodes:
+        return False
+    state.open_episodes.add(code)
+    return True

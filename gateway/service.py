@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from carebed import service, topics
 from carebed.db import make_engine, make_sessionmaker
@@ -15,13 +15,15 @@ from carebed.mqtt import Inbound, MqttClient, Outbound
 from carebed.registry import device_directory
 from carebed.schemas import DeadLetter, DeviceEntry, RejectReason, dump, utc_now
 from carebed.settings import Settings
-from gateway.core import normalise
+from gateway.core import Normaliser
 
 log = logging.getLogger(__name__)
 
 MESSAGES_IN = Counter("carebed_gateway_messages_total", "Device messages received")
 REJECTED = Counter("carebed_gateway_rejected_total", "Device messages rejected, by reason", ["reason"])
 REGISTRY_REFRESH_S = 5.0
+FRAME_GAPS = Gauge("carebed_gateway_lorawan_frame_gaps", "LoRaWAN uplinks missing by frame counter since start")
+DUPLICATE_UPLINKS = Gauge("carebed_gateway_duplicate_uplinks", "Repeated ChirpStack uplinks dropped since start")
 
 
 class Gateway:
@@ -31,9 +33,12 @@ class Gateway:
         self._directory: dict[str, DeviceEntry] = {}
         self._refreshed_at = 0.0
         skew = settings.gateway_max_future_skew_s
-        self._max_future_skew = timedelta(seconds=skew) if skew is not None else None
+        self.normaliser = Normaliser(timedelta(seconds=skew) if skew is not None else None)
+        FRAME_GAPS.set_function(lambda: self.normaliser.chirpstack.frame_gaps)
+        DUPLICATE_UPLINKS.set_function(lambda: self.normaliser.chirpstack.duplicates)
         self.mqtt = MqttClient(settings, client_id="carebed-gateway")
-        self.mqtt.subscribe(topics.DEVICE_SUBSCRIPTION, self.handle)
+        for adapter in self.normaliser.adapters:
+            self.mqtt.subscribe(adapter.subscription, self.handle)
 
     def refresh_registry(self) -> None:
         with self._sessions() as session:
@@ -43,14 +48,16 @@ class Gateway:
 
     def handle(self, message: Inbound) -> Sequence[Outbound]:
         MESSAGES_IN.inc()
-        result = normalise(message.topic, message.payload, utc_now(), self._directory, self._max_future_skew)
+        result = self.normaliser.normalise(message.topic, message.payload, utc_now(), self._directory)
         if (
             isinstance(result, DeadLetter)
-            and result.reason is RejectReason.UNKNOWN_DEVICE
+            and result.reason in (RejectReason.UNKNOWN_DEVICE, RejectReason.WRONG_PATH)
             and time.monotonic() - self._refreshed_at > REGISTRY_REFRESH_S
         ):
             self.refresh_registry()
-            result = normalise(message.topic, message.payload, utc_now(), self._directory, self._max_future_skew)
+            result = self.normaliser.normalise(message.topic, message.payload, utc_now(), self._directory)
+        if result is None:
+            return ()
         if isinstance(result, DeadLetter):
             REJECTED.labels(result.reason.value).inc()
             log.warning("message rejected", extra={"reason": result.reason.value, "topic": message.topic})

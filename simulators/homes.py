@@ -22,6 +22,7 @@ GIVEN = ["秀英", "桂英", "玉兰", "淑珍", "建国", "国华", "志明", "
 STREETS = ["朝阳路", "人民路", "解放路", "中山路", "和平街", "建设路"]
 RELATIONS = ["daughter", "son", "neighbour", "community_worker"]
 
+SIMULATED_KINDS = (DeviceKind.WEARABLE, DeviceKind.WATER_METER, DeviceKind.GAS_SENSOR)
 REPORT_EVERY = {
     DeviceKind.WEARABLE: timedelta(minutes=1),
     DeviceKind.WATER_METER: timedelta(minutes=5),
@@ -62,7 +63,9 @@ def build_registry(homes: int, seed: int) -> RegistryFile:
                 residents=[
                     ResidentSpec(name=rng.choice(SURNAMES) + rng.choice(GIVEN), birth_year=rng.randint(1930, 1955))
                 ],
-                devices=[DeviceSpec(id=f"{home_id}-{kind.value.replace('_', '-')}", kind=kind) for kind in DeviceKind],
+                devices=[
+                    DeviceSpec(id=f"{home_id}-{kind.value.replace('_', '-')}", kind=kind) for kind in SIMULATED_KINDS
+                ],
                 responders=[
                     ResponderSpec(
                         name=rng.choice(SURNAMES) + rng.choice(GIVEN),

@@ -16,7 +16,7 @@ from carebed import topics
 from carebed.mqtt import MqttClient, Outbound
 from carebed.schemas import DeviceKind, utc_now
 from carebed.settings import Settings
-from simulators.homes import REPORT_EVERY, Incident, Message, SimulatedHome, build_registry
+from simulators.homes import REPORT_EVERY, SIMULATED_KINDS, Incident, Message, SimulatedHome, build_registry
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Simulation:
         sim_start = utc_now().replace(microsecond=0)
         queue: list[tuple[datetime, int, int, DeviceKind]] = []
         for h in range(len(self.homes)):
-            for k, kind in enumerate(DeviceKind):
+            for k, kind in enumerate(SIMULATED_KINDS):
                 offset = timedelta(seconds=random.Random(h * 3 + k).uniform(0, REPORT_EVERY[kind].total_seconds()))
                 heapq.heappush(queue, (sim_start + offset, h, k, kind))
         incident_due = self.plan.incident is not None

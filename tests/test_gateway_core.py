@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from carebed.schemas import DeadLetter, DeviceEntry, DeviceEvent, DeviceKind, Reading, RejectReason
 from carebed.topics import DeviceChannel
-from gateway.core import MAX_PAYLOAD_BYTES, normalise
+from gateway.core import MAX_PAYLOAD_BYTES, Normaliser
 
 NOW = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 DIRECTORY = {
@@ -22,12 +22,16 @@ DIRECTORY = {
 SKEW = timedelta(minutes=5)
 
 
-def run(device: str, channel: str, payload: object) -> Reading | DeadLetter:
+def normalise(topic: str, payload: bytes, skew: timedelta | None = SKEW) -> Reading | DeadLetter | None:
+    return Normaliser(skew).normalise(topic, payload, NOW, DIRECTORY)
+
+
+def run(device: str, channel: str, payload: object) -> Reading | DeadLetter | None:
     raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return normalise(f"carebed/v1/devices/{device}/{channel}", raw, NOW, DIRECTORY, SKEW)
+    return normalise(f"carebed/v1/devices/{device}/{channel}", raw)
 
 
-def rejected(result: Reading | DeadLetter, reason: RejectReason) -> DeadLetter:
+def rejected(result: Reading | DeadLetter | None, reason: RejectReason) -> DeadLetter:
     assert isinstance(result, DeadLetter), result
     assert result.reason is reason, result.detail
     return result
@@ -102,20 +106,21 @@ def test_event_the_device_kind_cannot_send_is_rejected() -> None:
 
 
 def test_bad_topic_and_oversized_payload_are_rejected() -> None:
-    rejected(normalise("carebed/v1/devices/w1/selfie", b"{}", NOW, DIRECTORY, SKEW), RejectReason.BAD_TOPIC)
+    rejected(normalise("carebed/v1/devices/w1/selfie", b"{}"), RejectReason.BAD_TOPIC)
+    rejected(normalise("somewhere/else", b"{}"), RejectReason.BAD_TOPIC)
     rejected(run("w1", "telemetry", b" " * (MAX_PAYLOAD_BYTES + 1)), RejectReason.TOO_LARGE)
 
 
 def test_future_timestamp_is_rejected_unless_the_check_is_off() -> None:
     payload = json.dumps({"ts": "2026-11-24T09:00:00Z", "worn": True}).encode()
     topic = "carebed/v1/devices/w1/telemetry"
-    rejected(normalise(topic, payload, NOW, DIRECTORY, SKEW), RejectReason.FUTURE_TIMESTAMP)
-    assert isinstance(normalise(topic, payload, NOW, DIRECTORY, None), Reading)
+    rejected(normalise(topic, payload), RejectReason.FUTURE_TIMESTAMP)
+    assert isinstance(normalise(topic, payload, skew=None), Reading)
 
 
 @given(topic=st.text(max_size=60), payload=st.binary(max_size=300))
 def test_any_input_gives_a_reading_or_a_reason(topic: str, payload: bytes) -> None:
-    result = normalise(topic, payload, NOW, DIRECTORY, SKEW)
-    assert isinstance(result, Reading | DeadLetter)
+    result = normalise(topic, payload)
+    assert result is None or isinstance(result, Reading | DeadLetter)
     if isinstance(result, DeadLetter):
         assert result.detail

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from carebed import topics
+from carebed.db import make_engine, make_sessionmaker
 from carebed.mqtt import MqttClient, Outbound
-from carebed.registry import RegistryFile
+from carebed.registry import RegistryFile, import_registry
 from carebed.schemas import DeadLetter, Finding, FindingCode, Reading, RejectReason, utc_now
 from carebed.settings import Settings
 from carebed.topics import DeviceChannel
@@ -18,6 +20,7 @@ from gateway.service import Gateway
 from tests.support import Observer
 
 pytestmark = pytest.mark.integration
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture
@@ -75,3 +78,33 @@ def test_bad_input_is_dead_lettered_with_its_reason_and_the_gateway_carries_on(
     good = {"ts": utc_now().isoformat(), "heart_rate_bpm": 72, "worn": True}
     device.publish(Outbound(topics.device(wearable, DeviceChannel.TELEMETRY), json.dumps(good).encode()))
     assert Reading.model_validate_json(readings.next().payload).heart_rate_bpm == 72
+
+
+def test_zigbee2mqtt_and_chirpstack_messages_flow_like_native_ones(
+    settings: Settings, database: str, running: tuple[Gateway, Detector], device: MqttClient
+) -> None:
+    vendor_home = {
+        "id": "vendor-home",
+        "residents": [{"name": "Test Resident"}],
+        "devices": [
+            {"id": "hub-1", "kind": "hub"},
+            {"id": "kitchen-gas", "kind": "gas_sensor", "via": "hub-1"},
+            {"id": "0101010101010101", "kind": "water_meter", "via": "chirpstack"},
+        ],
+    }
+    engine = make_engine(database)
+    with make_sessionmaker(engine).begin() as session:
+        import_registry(session, RegistryFile.model_validate({"homes": [vendor_home]}))
+    engine.dispose()
+    running[0].refresh_registry()
+    findings = observe(settings, topics.FINDINGS_SUBSCRIPTION)
+    readings = observe(settings, topics.READINGS_SUBSCRIPTION)
+
+    device.publish(Outbound("carebed/v1/z2m/hub-1/kitchen-gas", FIXTURES.joinpath("zigbee2mqtt/gas.json").read_bytes()))
+    uplink = FIXTURES.joinpath("chirpstack/uplink_water_meter.json").read_bytes()
+    device.publish(Outbound("application/app-1/device/0101010101010101/event/up", uplink))
+
+    received = {Reading.model_validate_json(readings.next().payload).device_id for _ in range(2)}
+    assert received == {"kitchen-gas", "0101010101010101"}
+    finding = Finding.model_validate_json(findings.next().payload)
+    assert (finding.code, finding.home_id) == (FindingCode.GAS_ALARM, "vendor-home")

@@ -143,3 +143,17 @@ def test_adding_to_a_missing_home_is_refused(secure: SecureStack) -> None:
         timeout=60,
     )
     assert result.returncode != 0 and "no home 'nowhere'" in result.stderr
+
+
+def test_a_zigbee_hub_speaks_only_below_its_own_branch(secure: SecureStack, registry: RegistryFile) -> None:
+    home = registry.homes[0].id
+    password = secure.new_password("devices", "add", "hub-7", "--home", home, "--kind", "hub")
+    hub = secure.client("hub-7", password)
+    hub.start()
+    try:
+        state = Outbound("carebed/v1/z2m/hub-7/kitchen-leak", b'{"water_leak": true}')
+        assert hub.publish_confirmed(state) is True
+        assert hub.publish_confirmed(Outbound("carebed/v1/z2m/hub-8/kitchen-leak", b"{}")) is False
+        assert hub.publish_confirmed(sos(wearable(registry, 0))) is False
+    finally:
+        hub.stop()

@@ -95,3 +95,13 @@ def test_replay_after_a_checkpoint_gives_the_same_findings() -> None:
     restored: RuleEngine = pickle.loads(pickle.dumps(engine))
     assert head + run(restored, readings[40:]) == straight
     assert {f.code for f in straight} == {FindingCode.GAS_ALARM, FindingCode.CO_ALARM, FindingCode.FALL}
+
+
+def test_a_detectors_own_alarm_flags_fire_once_per_episode() -> None:
+    flags = [False, True, True, False, True]
+    engine = RuleEngine(RuleConfig())
+    smoke = run(engine, [reading("g1", i, smoke=v) for i, v in enumerate(flags)])
+    co = run(engine, [reading("g1", 10 + i, co_alarm=v) for i, v in enumerate(flags)])
+    assert [f.code for f in smoke] == [FindingCode.SMOKE_ALARM] * 2
+    assert [f.code for f in co] == [FindingCode.CO_ALARM] * 2
+    assert all(f.severity is Severity.CRITICAL for f in smoke + co)

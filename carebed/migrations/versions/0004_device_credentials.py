@@ -1,4 +1,4 @@
-"""device broker credentials
+"""device broker credentials and the path a device speaks through
 
 Revision ID: 0004_device_credentials
 Revises: 0001
@@ -18,9 +18,11 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("devices") as batch_op:
+        batch_op.add_column(sa.Column("via", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("credential_hash", sa.String(length=200), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("devices") as batch_op:
         batch_op.drop_column("credential_hash")
+        batch_op.drop_column("via")
