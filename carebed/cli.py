@@ -238,3 +238,11 @@ def devices_remove(device_id: str) -> None:
         remove_device(session, device_id)
 
     _provision(change, f"device {device_id} removed")
+
+
+@main.command()
+def asyncapi() -> None:
+    """Print the MQTT API as an AsyncAPI 2.6 document (docs/asyncapi.yaml is this output)."""
+    from carebed.asyncapi import document
+
+    click.echo(yaml.safe_dump(document(), allow_unicode=True, sort_keys=False), nl=False)

@@ -31,7 +31,7 @@ PY
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$purpose" = test ]; then
   .venv/bin/python -m pip install -q -c constraints.txt -e ".[dev,postgres]"
-  npm ci --silent --no-audit --no-fund --prefix deploy/twilio-mock
+  npm ci --silent --no-audit --no-fund --prefix deploy/test-tools
 else
   .venv/bin/python -m pip install -q -c constraints.txt -e .
 fi

@@ -23,7 +23,8 @@ from tests.support import ServiceProcess, TwilioRecorder
 
 ROOT = Path(__file__).resolve().parents[1]
 TWILIO_SPEC = ROOT.parent / "shared" / "twilio" / "twilio_api_v2010.json"
-PRISM = ROOT / "deploy" / "twilio-mock" / "node_modules" / ".bin" / "prism"
+TEST_TOOLS = ROOT / "deploy" / "test-tools" / "node_modules"
+PRISM = TEST_TOOLS / ".bin" / "prism"
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "test-auth-token"
 TWILIO_FROM = "+15005550006"
