@@ -168,7 +168,7 @@ def document() -> dict[str, Any]:
                 },
             },
             f"{PREFIX}/internal/feedback/{{home_id}}": {
-                "description": "Operator feedback for a home's detector: away, back, false alarm (alerting to detector).",
+                "description": "Operator feedback for a home's detector: away, back, false alarm.",
                 "parameters": _parameters("home_id"),
                 "subscribe": {
                     "operationId": "receiveFeedback",
