@@ -10,11 +10,12 @@ from pathlib import Path
 
 import click
 import yaml
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from sqlalchemy.orm import Session
 
 from carebed.schemas import DeviceKind
 from carebed.settings import Settings, get_settings
+from simulators.formats import Format
 
 
 def _settings(**overrides: object) -> Settings:
@@ -94,7 +95,20 @@ def alerting() -> None:
 @click.option("--incident-after", type=float, default=15.0, show_default=True, help="Wall seconds before the incident.")
 @click.option("--duration", type=float, help="Stop after this many wall seconds.")
 @click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--format", "fmt", type=click.Choice([f.value for f in Format]), default="native", show_default=True)
+@click.option("--broker", help="HOST:PORT of the broker (default: CAREBED_MQTT_HOST and CAREBED_MQTT_PORT).")
+@click.option("--username", help="Broker user (default: CAREBED_MQTT_USERNAME).")
+@click.option("--password", help="Broker password (default: CAREBED_MQTT_PASSWORD; prefer the variable).")
+@click.option("--tls", is_flag=True, default=None, help="Connect over TLS.")
+@click.option(
+    "--ca-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CA of the broker's certificate."
+)
+@click.option("--cert-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Client certificate.")
+@click.option("--key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Client key.")
 @click.option("--ground-truth", type=click.Path(dir_okay=False, path_type=Path), help="Append injected incidents here.")
+@click.option(
+    "--record", type=click.Path(dir_okay=False, path_type=Path), help="Append every message sent, and the ground truth."
+)
 def simulate(
     homes: int,
     speed: float,
@@ -102,14 +116,37 @@ def simulate(
     incident_after: float,
     duration: float | None,
     seed: int,
+    fmt: str,
+    broker: str | None,
+    username: str | None,
+    password: str | None,
+    tls: bool | None,
+    ca_file: Path | None,
+    cert_file: Path | None,
+    key_file: Path | None,
     ground_truth: Path | None,
+    record: Path | None,
 ) -> None:
-    """Publish realistic device payloads for simulated homes, and inject an incident into the first home."""
+    """Publish realistic device payloads for simulated homes, and inject an incident into the first home.
+
+    Load the matching registry first: `carebed registry generate --homes N --format F > homes.yaml`.
+    """
     from carebed import logs
     from simulators.homes import Incident
+    from simulators.progress import show_progress
     from simulators.runner import Simulation, SimulationPlan
 
-    settings = get_settings()
+    host, _, port = broker.rpartition(":") if broker else ("", "", "")
+    settings = _settings(
+        mqtt_host=host or None,
+        mqtt_port=int(port) if port else None,
+        mqtt_username=username,
+        mqtt_password=SecretStr(password) if password else None,
+        mqtt_tls=True if (tls or ca_file) else None,
+        mqtt_ca_file=ca_file,
+        mqtt_cert_file=cert_file,
+        mqtt_key_file=key_file,
+    )
     logs.configure("simulator", settings.log_level)
     plan = SimulationPlan(
         homes=homes,
@@ -118,9 +155,16 @@ def simulate(
         incident=None if scenario == "normal" else Incident(scenario),
         incident_after_s=incident_after,
         duration_s=duration,
+        fmt=Format(fmt),
         ground_truth=ground_truth,
+        record=record,
     )
-    Simulation(settings, plan).run(_stop_on_signals())
+    simulation = Simulation(settings, plan)
+    stopping = _stop_on_signals()
+    worker = threading.Thread(target=simulation.run, args=(stopping,), name="simulation")
+    worker.start()
+    show_progress(simulation.progress, plan)
+    worker.join()
 
 
 @main.group()
@@ -150,11 +194,14 @@ def registry_load(path: Path) -> None:
 @registry.command("generate")
 @click.option("--homes", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
-def registry_generate(homes: int, seed: int) -> None:
-    """Print the registry of the simulated homes (the same ones `carebed simulate` drives)."""
+@click.option("--format", "fmt", type=click.Choice([f.value for f in Format]), default="native", show_default=True)
+def registry_generate(homes: int, seed: int, fmt: str) -> None:
+    """Print the registry of the simulated homes (the ones `carebed simulate` drives with the same options)."""
+    from simulators.formats import registry_for
     from simulators.homes import build_registry
 
-    data = build_registry(homes, seed).model_dump(mode="json", exclude_defaults=True)
+    registry_file = registry_for(build_registry(homes, seed), Format(fmt))
+    data = registry_file.model_dump(mode="json", exclude_defaults=True)
     click.echo(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), nl=False)
 
 

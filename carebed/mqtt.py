@@ -89,6 +89,12 @@ class MqttClient:
         self._client.max_inflight_messages_set(self.max_inflight)
         self._client.max_queued_messages_set(0)
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
+        if self.settings.mqtt_tls:
+            self._client.tls_set(
+                ca_certs=str(self.settings.mqtt_ca_file) if self.settings.mqtt_ca_file else None,
+                certfile=str(self.settings.mqtt_cert_file) if self.settings.mqtt_cert_file else None,
+                keyfile=str(self.settings.mqtt_key_file) if self.settings.mqtt_key_file else None,
+            )
         if self.settings.mqtt_username:
             password = self.settings.mqtt_password.get_secret_value() if self.settings.mqtt_password else None
             self._client.username_pw_set(self.settings.mqtt_username, password)

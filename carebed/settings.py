@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     mqtt_port: int = Field(1883, ge=1, le=65535, description="MQTT broker port.")
     mqtt_username: str | None = Field(None, description="MQTT user of this service.")
     mqtt_password: SecretStr | None = Field(None, description="MQTT password of this service.")
+    mqtt_tls: bool = Field(False, description="Connect to the broker over TLS.")
+    mqtt_ca_file: Path | None = Field(None, description="CA certificate(s) that sign the broker's certificate.")
+    mqtt_cert_file: Path | None = Field(None, description="Client certificate, for brokers that require one.")
+    mqtt_key_file: Path | None = Field(None, description="Private key of the client certificate.")
     mqtt_session_expiry_s: int = Field(
         7 * 24 * 3600, ge=0, description="How long the broker keeps a stopped service's queue."
     )

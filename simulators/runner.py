@@ -8,14 +8,16 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import IO, Any
 
-from carebed import topics
 from carebed.mqtt import MqttClient, Outbound
 from carebed.schemas import DeviceKind, utc_now
 from carebed.settings import Settings
+from simulators.formats import Format, encode
 from simulators.homes import REPORT_EVERY, SIMULATED_KINDS, Incident, Message, SimulatedHome, build_registry
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,23 @@ class SimulationPlan:
     incident: Incident | None = None
     incident_after_s: float = 15.0
     duration_s: float | None = None
+    fmt: Format = Format.NATIVE
     ground_truth: Path | None = None
+    record: Path | None = None
+
+
+@dataclass
+class Progress:
+    """Live counts for the progress display; written by the simulation thread only."""
+
+    published: Counter[str] = field(default_factory=Counter)
+    incidents: int = 0
+    sim_time: datetime | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def total(self) -> int:
+        return sum(self.published.values())
 
 
 class Simulation:
@@ -43,10 +61,22 @@ class Simulation:
         self.mqtt = MqttClient(
             settings, client_id=f"carebed-sim-{plan.seed}-{random.getrandbits(32):08x}", persistent=False
         )
-        self.published = 0
+        self.progress = Progress()
+        self._record: IO[str] | None = None
 
     def run(self, stopping: threading.Event) -> None:
         self.mqtt.start()
+        self._record = self.plan.record.open("a", encoding="utf-8") if self.plan.record else None
+        try:
+            self._loop(stopping)
+        finally:
+            self.mqtt.stop()
+            if self._record is not None:
+                self._record.close()
+            self.progress.done.set()
+            log.info("simulation stopped", extra={"published": self.progress.total})
+
+    def _loop(self, stopping: threading.Event) -> None:
         wall_start = time.monotonic()
         sim_start = utc_now().replace(microsecond=0)
         queue: list[tuple[datetime, int, int, DeviceKind]] = []
@@ -57,33 +87,39 @@ class Simulation:
         incident_due = self.plan.incident is not None
         while not stopping.is_set():
             elapsed = time.monotonic() - wall_start
+            self.progress.sim_time = sim_start + timedelta(seconds=elapsed * self.plan.speed)
             if self.plan.duration_s is not None and elapsed >= self.plan.duration_s:
                 break
             if incident_due and elapsed >= self.plan.incident_after_s:
                 incident_due = False
-                self._inject(sim_start + timedelta(seconds=elapsed * self.plan.speed))
+                self._inject(self.progress.sim_time)
             due, h, k, kind = queue[0]
             wait = (due - sim_start).total_seconds() / self.plan.speed - elapsed
             if wait > 0:
                 stopping.wait(min(wait, 0.25))
                 continue
             heapq.heapreplace(queue, (due + REPORT_EVERY[kind], h, k, kind))
-            self._publish(self.homes[h].report(kind, due))
-        self.mqtt.stop()
-        log.info("simulation stopped", extra={"published": self.published})
+            self._publish(self.homes[h], self.homes[h].report(kind, due))
 
     def _inject(self, at: datetime) -> None:
         assert self.plan.incident is not None
         home = self.homes[0]
         for message in home.inject(self.plan.incident, at):
-            self._publish(message)
+            self._publish(home, message)
+        self.progress.incidents += 1
+        truth = {"home_id": home.spec.id, "incident": self.plan.incident.value, "onset": at.isoformat()}
         log.info("incident injected", extra={"home_id": home.spec.id, "incident": self.plan.incident.value})
         if self.plan.ground_truth is not None:
-            record = {"home_id": home.spec.id, "incident": self.plan.incident.value, "onset": at.isoformat()}
             with self.plan.ground_truth.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(json.dumps(truth) + "\n")
+        self._write_record({"ground_truth": truth})
 
-    def _publish(self, message: Message) -> None:
-        payload = json.dumps(message.payload, separators=(",", ":")).encode()
-        self.mqtt.publish(Outbound(topics.device(message.device_id, message.channel), payload))
-        self.published += 1
+    def _publish(self, home: SimulatedHome, message: Message) -> None:
+        topic, payload = encode(message, home.spec.id, self.plan.fmt, self.plan.seed)
+        self.mqtt.publish(Outbound(topic, payload))
+        self.progress.published[message.channel.value] += 1
+        self._write_record({"sent_at": utc_now().isoformat(), "topic": topic, "payload": json.loads(payload)})
+
+    def _write_record(self, entry: dict[str, Any]) -> None:
+        if self._record is not None:
+            self._record.write(json.dumps(entry, ensure_ascii=False) + "\n")
