@@ -234,7 +234,21 @@ def devices() -> None:
     """Devices and their broker credentials (kept in step with the broker's password file and ACL)."""
 
 
-def _provision(change: Callable[[Session], str | None], message: str) -> None:
+@main.group()
+def broker() -> None:
+    """The broker's password file and ACL."""
+
+
+@broker.command("sync")
+def broker_sync() -> None:
+    """Write the broker's password file and ACL from the registry and CAREBED_BROKER_PASSWORDS, then reload it."""
+    passwords = {user: pw.get_secret_value() for user, pw in get_settings().broker_passwords.items()}
+    _provision(lambda session: None, f"broker accounts written ({len(passwords)} service passwords set)", passwords)
+
+
+def _provision(
+    change: Callable[[Session], str | None], message: str, service_passwords: dict[str, str] | None = None
+) -> None:
     from carebed.db import make_engine, make_sessionmaker, migrate
     from carebed.provisioning import ProvisioningError, reload_broker, sync_broker_auth
 
@@ -245,7 +259,7 @@ def _provision(change: Callable[[Session], str | None], message: str) -> None:
         with make_sessionmaker(make_engine(settings.sqlalchemy_url)).begin() as session:
             password = change(session)
             session.flush()
-            sync_broker_auth(session, folder)
+            sync_broker_auth(session, folder, service_passwords)
     except ProvisioningError as exc:
         raise click.ClickException(str(exc)) from None
     reloaded = reload_broker(folder / "mosquitto.pid")

@@ -56,6 +56,10 @@ SERVICE_ACL: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
+class ProvisioningError(ValueError):
+    pass
+
+
 def new_password() -> str:
     return secrets.token_urlsafe(32)
 
@@ -123,21 +127,27 @@ def new_service_passwords(folder: Path) -> dict[str, str]:
     return passwords
 
 
-def sync_broker_auth(session: Session, folder: Path) -> int:
-    """Regenerate the broker's password file and ACL from the registry; returns the number of devices."""
+def sync_broker_auth(session: Session, folder: Path, service_passwords: Mapping[str, str] | None = None) -> int:
+    """Regenerate the broker's password file and ACL from the registry; returns the number of devices.
+
+    Service accounts keep the hashes of their last passwords unless new ones are given.
+    """
+    unknown = set(service_passwords or {}) - set(SERVICE_ACL)
+    if unknown:
+        raise ProvisioningError(f"no such service account: {', '.join(sorted(unknown))}")
     services_file = folder / SERVICES_FILE
     services = (
         dict(line.split(":", 1) for line in services_file.read_text(encoding="utf-8").splitlines() if ":" in line)
         if services_file.exists()
         else {}
     )
+    if service_passwords:
+        services.update({user: hash_password(pw) for user, pw in service_passwords.items()})
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_private(services_file, "".join(f"{user}:{digest}\n" for user, digest in sorted(services.items())))
     devices = device_credentials(session)
     write_auth_files(folder, services, devices)
     return len(devices)
-
-
-class ProvisioningError(ValueError):
-    pass
 
 
 def add_device(session: Session, device_id: str, home_id: str, kind: DeviceKind, model: str | None) -> str:

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     mqtt_ca_file: Path | None = Field(None, description="CA certificate(s) that sign the broker's certificate.")
     mqtt_cert_file: Path | None = Field(None, description="Client certificate, for brokers that require one.")
     mqtt_key_file: Path | None = Field(None, description="Private key of the client certificate.")
+    broker_passwords: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Service account passwords for `carebed broker sync`, as JSON: {account: password}.",
+    )
     mqtt_session_expiry_s: int = Field(
         7 * 24 * 3600, ge=0, description="How long the broker keeps a stopped service's queue."
     )
@@ -57,6 +61,10 @@ class Settings(BaseSettings):
         gt=0,
         description="Reject device times this far ahead of the gateway clock; 'null' for accelerated simulations.",
     )
+    influx_url: str | None = Field(None, description="InfluxDB 2 URL for the telemetry archive; no archive if unset.")
+    influx_token: SecretStr | None = Field(None, description="InfluxDB API token.")
+    influx_org: str = Field("carebed", description="InfluxDB organisation.")
+    influx_bucket: str = Field("telemetry", description="InfluxDB bucket.")
     metrics_port: int | None = Field(None, ge=1, le=65535, description="Serve Prometheus metrics on this port.")
 
     twilio_account_sid: str | None = Field(

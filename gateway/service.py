@@ -15,6 +15,7 @@ from carebed.mqtt import Inbound, MqttClient, Outbound
 from carebed.registry import device_directory
 from carebed.schemas import DeadLetter, DeviceEntry, RejectReason, dump, utc_now
 from carebed.settings import Settings
+from gateway.archive import Archive, ArchiveConfig
 from gateway.core import Normaliser
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class Gateway:
         self.normaliser = Normaliser(timedelta(seconds=skew) if skew is not None else None)
         FRAME_GAPS.set_function(lambda: self.normaliser.chirpstack.frame_gaps)
         DUPLICATE_UPLINKS.set_function(lambda: self.normaliser.chirpstack.duplicates)
+        self.archive = _archive(settings)
         self.mqtt = MqttClient(settings, client_id="carebed-gateway")
         for adapter in self.normaliser.adapters:
             self.mqtt.subscribe(adapter.subscription, self.handle)
@@ -62,13 +64,34 @@ class Gateway:
             REJECTED.labels(result.reason.value).inc()
             log.warning("message rejected", extra={"reason": result.reason.value, "topic": message.topic})
             return [Outbound(topics.dead_letter(result.reason.value), dump(result))]
+        if self.archive is not None:
+            self.archive.add(result)
         return [Outbound(topics.readings(result.home_id), dump(result))]
+
+
+def _archive(settings: Settings) -> Archive | None:
+    if not settings.influx_url:
+        return None
+    token = settings.influx_token.get_secret_value() if settings.influx_token else ""
+    return Archive(
+        ArchiveConfig(
+            url=settings.influx_url,
+            token=token,
+            org=settings.influx_org,
+            bucket=settings.influx_bucket,
+            spool_dir=settings.data_dir / "gateway" / "archive-spool",
+        )
+    )
 
 
 def run(settings: Settings) -> None:
     stopping = service.start("gateway", settings, settings.metrics_port)
     gateway = Gateway(settings)
     service.wait_for_database(gateway.refresh_registry)
+    if gateway.archive is not None:
+        gateway.archive.start()
     gateway.mqtt.start()
     stopping.wait()
     gateway.mqtt.stop()
+    if gateway.archive is not None:
+        gateway.archive.stop()

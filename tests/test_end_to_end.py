@@ -97,6 +97,22 @@ def test_sos_reaches_the_api_and_twilio(
     assert ("SOS" in body) and (f"#{alert['id']}" in body)
     assert notification["provider_sid"] == request.response["sid"]
 
+    metrics = {name: scrape(proc) for name, proc in services.items()}
+    assert metrics["gateway"]["carebed_gateway_messages_total"] >= 1
+    assert metrics["detector"]['carebed_detector_findings_total{code="sos"}'] == 1
+    assert metrics["alerting"]['carebed_alerting_findings_total{result="created"}'] == 1
+    assert metrics["alerting"]['carebed_alerting_open_alerts{severity="critical",status="open"}'] == 1
+    assert metrics["alerting"]["carebed_alerting_dispatch_seconds_count"] == 1
+    assert metrics["alerting"]["carebed_alerting_end_to_end_seconds_count"] == 1
+
+
+def scrape(service: ServiceProcess) -> dict[str, float]:
+    """Prometheus text format, as {series: value}."""
+    port = service.env.get("CAREBED_METRICS_PORT") or service.env["CAREBED_HTTP_PORT"]
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", follow_redirects=True, timeout=5).text
+    samples = (line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    return {series: float(value) for series, value in samples}
+
 
 def test_an_sos_published_while_alerting_is_down_arrives_exactly_once(
     settings: Settings,
