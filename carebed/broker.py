@@ -15,7 +15,7 @@ CONFIG = """\
 user {user}
 listener {port} 127.0.0.1
 pid_file {data}/mosquitto.pid
-{auth}
+{listener_options}
 persistence true
 persistence_location {data}/
 autosave_interval 5
@@ -48,13 +48,22 @@ def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen[bytes] 
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout_s:.0f} s")
 
 
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
 @dataclass
 class Mosquitto:
-    """With ``authenticated``, logins are checked against ``passwd`` and ``acl`` in the data folder."""
+    """With ``authenticated``, logins are checked against ``passwd`` and ``acl`` in the data folder;
+    with ``tls``, the listener speaks only TLS."""
 
     data_dir: Path
     port: int
     authenticated: bool = False
+    tls: TlsFiles | None = None
 
     def __post_init__(self) -> None:
         self.process: subprocess.Popen[bytes] | None = None
@@ -73,13 +82,18 @@ class Mosquitto:
             raise FileNotFoundError("mosquitto is not installed (apt-get install mosquitto)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         data = self.data_dir.resolve()
-        auth = (
+        listener_options = (
             f"allow_anonymous false\npassword_file {data}/passwd\nacl_file {data}/acl"
             if self.authenticated
             else "allow_anonymous true"
         )
+        if self.tls is not None:
+            listener_options += (
+                f"\ncafile {self.tls.ca_file}\ncertfile {self.tls.cert_file}\nkeyfile {self.tls.key_file}"
+            )
         self.config_path.write_text(
-            CONFIG.format(user=getpass.getuser(), port=self.port, data=data, auth=auth), encoding="utf-8"
+            CONFIG.format(user=getpass.getuser(), port=self.port, data=data, listener_options=listener_options),
+            encoding="utf-8",
         )
         self.process = subprocess.Popen([binary, "-c", str(self.config_path)], stdin=subprocess.DEVNULL)
         wait_for_port(self.port, timeout_s, self.process)

@@ -165,6 +165,8 @@ def simulate(
     worker.start()
     show_progress(simulation.progress, plan)
     worker.join()
+    if simulation.error is not None:
+        raise click.ClickException(f"{type(simulation.error).__name__}: {simulation.error}")
 
 
 @main.group()

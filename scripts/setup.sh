@@ -14,6 +14,7 @@ if [ "$purpose" = test ]; then
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
   command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
   command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing system packages: ${missing[*]}"

@@ -62,13 +62,17 @@ class Simulation:
             settings, client_id=f"carebed-sim-{plan.seed}-{random.getrandbits(32):08x}", persistent=False
         )
         self.progress = Progress()
+        self.error: Exception | None = None
         self._record: IO[str] | None = None
 
     def run(self, stopping: threading.Event) -> None:
-        self.mqtt.start()
+        """Publish until stopped or the duration is over; a failure is kept in `error` for the caller."""
         self._record = self.plan.record.open("a", encoding="utf-8") if self.plan.record else None
         try:
+            self.mqtt.start()
             self._loop(stopping)
+        except Exception as exc:
+            self.error = exc
         finally:
             self.mqtt.stop()
             if self._record is not None:
