@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
-from alerting import api, console
+from alerting import api, console, console_api
 from alerting.state import AppState
 from alerting.twilio_client import make_sender
 from carebed.db import make_engine, make_sessionmaker, migrate
@@ -30,8 +30,10 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.carebed = state
         state.dispatcher.start()
         state.consumer.mqtt.start()
+        state.activity.start()
         log.info("alerting ready", extra={"port": settings.http_port})
         yield
+        state.activity.stop()
         state.consumer.mqtt.stop()
         state.dispatcher.stop()
         engine.dispose()
@@ -47,6 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
         max_age=12 * 3600,
     )
     app.include_router(api.router)
+    app.include_router(console_api.router)
     app.include_router(console.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     return app

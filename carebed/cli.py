@@ -163,9 +163,10 @@ def admin() -> None:
 @admin.command("create")
 @click.argument("username")
 @click.option("--role", type=click.Choice(["operator", "supervisor", "admin"]), default="admin", show_default=True)
+@click.option("--area", "areas", multiple=True, help="A street or community an operator watches (repeatable).")
 @click.password_option(help="Prompted for when not given; at least 10 characters.")
-def admin_create(username: str, role: str, password: str) -> None:
-    """Create a console user, or set the password and role of an existing one."""
+def admin_create(username: str, role: str, areas: tuple[str, ...], password: str) -> None:
+    """Create a console user, or set the password, role and areas of an existing one."""
     from alerting.auth import Role, create_user
     from carebed.db import make_engine, make_sessionmaker, migrate
 
@@ -173,7 +174,7 @@ def admin_create(username: str, role: str, password: str) -> None:
     migrate(settings.sqlalchemy_url)
     try:
         with make_sessionmaker(make_engine(settings.sqlalchemy_url)).begin() as session:
-            create_user(session, username, password, Role(role))
+            create_user(session, username, password, Role(role), areas)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--password") from None
     click.echo(f"user {username!r} ({role}) saved")
