@@ -98,8 +98,16 @@ def list_alerts(
         if status is not None:
             query = query.where(Alert.status == status.value)
         alerts = session.scalars(query).all()
-        names = _resident_names(session, {a.home_id for a in alerts})
-        out = [AlertOut.model_validate(a).model_copy(update={"resident": names.get(a.home_id)}) for a in alerts]
+        home_ids = {a.home_id for a in alerts}
+        names = _resident_names(session, home_ids)
+        rows = session.execute(select(Home.id, Home.community).where(Home.id.in_(home_ids)))
+        communities = {home_id: community for home_id, community in rows}
+        out = [
+            AlertOut.model_validate(a).model_copy(
+                update={"resident": names.get(a.home_id), "community": communities.get(a.home_id)}
+            )
+            for a in alerts
+        ]
     unresolved = sorted(
         (a for a in out if a.status != AlertStatus.RESOLVED),
         key=lambda a: (_SEVERITY_ORDER.get(a.severity, 9), a.created_at),

@@ -44,6 +44,7 @@ class AlertOut(_Out):
     id: int
     home_id: str
     resident: str | None = None
+    community: str | None = None
     code: str
     severity: str
     status: str
