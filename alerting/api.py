@@ -25,7 +25,7 @@ router = APIRouter(prefix="/api/v1")
 _SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
 
-def _state(request: Request) -> AppState:
+def app_state(request: Request) -> AppState:
     state: AppState = request.app.state.carebed
     return state
 
@@ -63,7 +63,7 @@ def current_away(session: Session, home_id: str) -> AwayPeriod | None:
 
 @router.get("/health")
 def health(request: Request) -> Health:
-    state = _state(request)
+    state = app_state(request)
     try:
         with state.sessions() as session:
             session.execute(text("SELECT 1"))
@@ -87,7 +87,7 @@ def list_alerts(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[AlertOut]:
     """Unresolved alerts first, most severe then oldest first; resolved ones after, newest first."""
-    with _state(request).sessions() as session:
+    with app_state(request).sessions() as session:
         query = (
             select(Alert)
             .options(selectinload(Alert.notifications))
@@ -118,7 +118,7 @@ def list_alerts(
 @router.get("/alerts/events")
 async def alert_events(request: Request, user: CurrentUser) -> StreamingResponse:
     """Server-sent events: one 'change' each time an alert or its notifications change."""
-    state = _state(request)
+    state = app_state(request)
 
     async def stream() -> AsyncIterator[str]:
         seen = -1
@@ -134,7 +134,7 @@ async def alert_events(request: Request, user: CurrentUser) -> StreamingResponse
 
 @router.get("/alerts/{alert_id}")
 def get_alert(request: Request, alert_id: int, viewer: CurrentViewer) -> AlertDetail:
-    state = _state(request)
+    state = app_state(request)
     with state.sessions() as session:
         alert = _get_alert(session, alert_id, viewer)
         audit = session.scalars(select(AuditEntry).where(AuditEntry.alert_id == alert_id).order_by(AuditEntry.id)).all()
@@ -151,7 +151,7 @@ def get_alert(request: Request, alert_id: int, viewer: CurrentViewer) -> AlertDe
 
 @router.post("/alerts/{alert_id}/ack")
 def ack_alert(request: Request, alert_id: int, viewer: CurrentViewer) -> AlertOut:
-    state = _state(request)
+    state = app_state(request)
     with state.sessions.begin() as session:
         alert = _get_alert(session, alert_id, viewer)
         changed = acknowledge(session, alert, actor=viewer.username, source=Source.CONSOLE)
@@ -165,7 +165,7 @@ def ack_alert(request: Request, alert_id: int, viewer: CurrentViewer) -> AlertOu
 @router.post("/alerts/{alert_id}/resolve")
 def resolve_alert(request: Request, alert_id: int, body: ResolveIn, viewer: CurrentViewer) -> AlertOut:
     """Resolving as a false alarm also tells the detector, so it can learn that home's pattern."""
-    state = _state(request)
+    state = app_state(request)
     with state.sessions.begin() as session:
         alert = _get_alert(session, alert_id, viewer)
         changed = resolve(session, alert, actor=viewer.username, source=Source.CONSOLE, outcome=body.outcome)
@@ -191,7 +191,7 @@ def resolve_alert(request: Request, alert_id: int, body: ResolveIn, viewer: Curr
 @router.post("/alerts/{alert_id}/call")
 def call_responder(request: Request, alert_id: int, body: CallIn, viewer: CurrentViewer) -> AlertOut:
     """Queue a voice call to one of the home's responders; the outbox places it through Twilio."""
-    state = _state(request)
+    state = app_state(request)
     with state.sessions.begin() as session:
         alert = _get_alert(session, alert_id, viewer)
         home = session.get(Home, alert.home_id)
@@ -209,7 +209,7 @@ def call_responder(request: Request, alert_id: int, body: CallIn, viewer: Curren
 
 @router.post("/alerts/{alert_id}/notes", status_code=201)
 def note_alert(request: Request, alert_id: int, body: NoteIn, viewer: CurrentViewer) -> dict[str, bool]:
-    state = _state(request)
+    state = app_state(request)
     with state.sessions.begin() as session:
         add_note(session, _get_alert(session, alert_id, viewer), viewer.username, body.text)
     state.changed()

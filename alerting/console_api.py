@@ -11,12 +11,11 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from alerting.api import current_away
+from alerting.api import app_state, current_away
 from alerting.api_schemas import AwayIn, AwayOut, HomeOut
 from alerting.auth import CurrentViewer, Supervisor, Viewer
 from alerting.dashboard import AlertTimes, summarise
 from alerting.models import ActivityBucket, Alert, AlertStatus, AwayPeriod, DeviceSeen, Notification
-from alerting.state import AppState
 from carebed.registry import Device, Home, import_registry
 from carebed.registry_files import CSV_COLUMNS, RegistryFileError, parse_registry
 from carebed.schemas import Feedback, FeedbackKind, utc_now
@@ -26,11 +25,6 @@ router = APIRouter(prefix="/api/v1")
 MAX_IMPORT_BYTES = 2_000_000
 # Until escalation policies exist, every home has the same one; the console says so.
 ESCALATION_POLICY = "first_responder_sms"
-
-
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.carebed
-    return state
 
 
 def _home(session: Session, home_id: str, viewer: Viewer) -> Home:
@@ -48,7 +42,7 @@ def me(viewer: CurrentViewer) -> dict[str, Any]:
 @router.post("/homes/{home_id}/away", status_code=201)
 def declare_away(request: Request, home_id: str, body: AwayIn, viewer: CurrentViewer) -> AwayOut:
     """Record the away period, then tell the detector (it stops expecting activity from this home)."""
-    state = _state(request)
+    state = app_state(request)
     with state.sessions.begin() as session:
         _home(session, home_id, viewer)
         period = AwayPeriod(home_id=home_id, until=body.until, reason=body.reason, declared_by=viewer.username)
@@ -64,7 +58,7 @@ def declare_away(request: Request, home_id: str, body: AwayIn, viewer: CurrentVi
 
 @router.delete("/homes/{home_id}/away")
 def declare_back(request: Request, home_id: str, viewer: CurrentViewer) -> dict[str, int]:
-    state = _state(request)
+    state = app_state(request)
     now = utc_now()
     with state.sessions.begin() as session:
         _home(session, home_id, viewer)
@@ -88,7 +82,7 @@ def activity(
 ) -> dict[str, Any]:
     """Water, gas and steps per 15 minutes of device time, for the chart on an alert."""
     end = until or utc_now()
-    with _state(request).sessions() as session:
+    with app_state(request).sessions() as session:
         _home(session, home_id, viewer)
         rows = session.scalars(
             select(ActivityBucket)
@@ -114,7 +108,7 @@ def activity(
 @router.get("/registry")
 def registry(request: Request, viewer: CurrentViewer) -> dict[str, Any]:
     """The homes this user may see, with residents, devices (last seen, battery), responders and policy."""
-    state = _state(request)
+    state = app_state(request)
     offline_after = timedelta(minutes=state.settings.offline_after_min)
     with state.sessions() as session:
         homes = session.scalars(
@@ -162,7 +156,7 @@ async def import_file(request: Request, file: UploadFile, viewer: Supervisor) ->
         parsed = parse_registry(content, file.filename or "")
     except RegistryFileError as exc:
         return JSONResponse({"imported": 0, "errors": [asdict(e) for e in exc.errors]}, status_code=422)
-    state = _state(request)
+    state = app_state(request)
     with state.sessions.begin() as session:
         count = import_registry(session, parsed)
     state.changed()
@@ -172,7 +166,7 @@ async def import_file(request: Request, file: UploadFile, viewer: Supervisor) ->
 @router.get("/dashboard")
 def dashboard(request: Request, viewer: Supervisor, days: Annotated[int, Query(ge=1, le=90)] = 7) -> dict[str, Any]:
     """Per community: open alerts, response-time percentiles, share acknowledged within 60 s and 180 s."""
-    state = _state(request)
+    state = app_state(request)
     since = utc_now() - timedelta(days=days)
     offline_after = timedelta(minutes=state.settings.offline_after_min)
     with state.sessions() as session:
