@@ -6,7 +6,7 @@ const TEXT = {
     nav_queue: "告警队列", nav_registry: "登记信息", nav_dashboard: "主管看板",
     role_operator: "值班员", role_supervisor: "主管", role_admin: "管理员",
     connecting: "连接中…", live: "实时", offline: "已断开，重连中…", logout: "退出",
-    sound_on: "🔔 提示音开", sound_off: "🔕 提示音关",
+    sound_on: "♪ 提示音：开", sound_off: "提示音：关",
     severity: "级别", cause: "原因", resident: "老人", community: "社区", waiting: "已等待", status: "状态",
     messages: "通知", ack: "确认", empty: "当前没有告警。", notifications: "通知记录", audit: "处理记录",
     sos: "SOS 呼叫", fall: "跌倒", gas_alarm: "燃气报警", co_alarm: "一氧化碳报警", water_leak: "漏水",
@@ -48,7 +48,7 @@ const TEXT = {
     nav_queue: "Alert queue", nav_registry: "Registry", nav_dashboard: "Dashboard",
     role_operator: "operator", role_supervisor: "supervisor", role_admin: "admin",
     connecting: "connecting…", live: "live", offline: "disconnected, retrying…", logout: "Sign out",
-    sound_on: "🔔 Sound on", sound_off: "🔕 Sound off",
+    sound_on: "♪ Sound: on", sound_off: "Sound: off",
     severity: "Severity", cause: "Cause", resident: "Resident", community: "Community", waiting: "Waiting",
     status: "Status", messages: "Messages", ack: "Acknowledge", empty: "No alerts right now.",
     notifications: "Messages", audit: "History",
@@ -270,7 +270,7 @@ function chart(activity, alert) {
   const onset = Date.parse(alert.first_ts);
   if (onset >= from && onset <= until) {
     root.append(svg("line", { x1: x(onset), x2: x(onset), y1: 0, y2: laneHeight * 3, class: "anomaly" }),
-      svg("text", { x: x(onset) + 4, y: 12, class: "anomaly-label" }, t("anomaly")));
+      svg("text", { x: x(onset) - 4, y: 12, class: "anomaly-label", "text-anchor": "end" }, t("anomaly")));
   }
   return root;
 }
