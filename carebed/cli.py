@@ -9,7 +9,6 @@ from pathlib import Path
 
 import click
 import yaml
-from pydantic import ValidationError
 
 from carebed.settings import Settings, get_settings
 
@@ -128,14 +127,17 @@ def registry() -> None:
 @registry.command("load")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def registry_load(path: Path) -> None:
-    """Validate a registry file whole, then write it in one transaction."""
+    """Validate a registry file (YAML, or CSV by its .csv name) whole, then write it in one transaction."""
     from carebed.db import make_engine, make_sessionmaker, migrate
-    from carebed.registry import import_registry, parse_file
+    from carebed.registry import import_registry
+    from carebed.registry_files import RegistryFileError, parse_registry
 
     try:
-        registry_file = parse_file(path)
-    except ValidationError as exc:
-        click.echo(f"{path}: nothing imported, the file has errors:\n{exc}", err=True)
+        registry_file = parse_registry(path.read_bytes(), path.name)
+    except RegistryFileError as exc:
+        click.echo(f"{path}: nothing imported, the file has errors:", err=True)
+        for error in exc.errors:
+            click.echo(f"  row {error.row}, {error.field or 'file'}: {error.message}", err=True)
         sys.exit(1)
     settings = get_settings()
     migrate(settings.sqlalchemy_url)
@@ -176,5 +178,5 @@ def admin_create(username: str, role: str, areas: tuple[str, ...], password: str
         with make_sessionmaker(make_engine(settings.sqlalchemy_url)).begin() as session:
             create_user(session, username, password, Role(role), areas)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--password") from None
+        raise click.UsageError(str(exc)) from None
     click.echo(f"user {username!r} ({role}) saved")

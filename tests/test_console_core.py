@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -89,6 +90,13 @@ def test_csv_import_builds_homes_from_rows() -> None:
         DeviceKind.WEARABLE,
     )
     assert second.community == "二社区"
+
+
+def test_the_example_csv_says_what_the_example_yaml_says_of_its_first_home() -> None:
+    deploy = Path(__file__).resolve().parents[1] / "deploy"
+    from_csv = parse_registry((deploy / "registry.example.csv").read_bytes(), "registry.example.csv")
+    from_yaml = parse_registry((deploy / "registry.example.yaml").read_bytes(), "registry.example.yaml")
+    assert from_csv.homes == from_yaml.homes[:1]
 
 
 def test_csv_errors_name_row_and_column() -> None:
