@@ -11,19 +11,21 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, selectinload
 
-from alerting.api_schemas import AlertDetail, AlertOut, AuditOut, Health, ResolveIn
-from alerting.auth import CurrentUser
-from alerting.models import Alert, AlertStatus, AuditEntry
+from alerting.api_schemas import AlertDetail, AlertOut, AuditOut, CallIn, Health, HomeOut, NoteIn, ResolveIn
+from alerting.auth import CurrentUser, CurrentViewer, Viewer
+from alerting.messages import CAUSES
+from alerting.models import Alert, AlertStatus, AuditEntry, AwayPeriod
 from alerting.state import AppState
-from alerting.store import Source, acknowledge, resolve
-from carebed.registry import Resident
+from alerting.store import Outcome, Source, acknowledge, add_note, queue_call, resolve
+from carebed.registry import Home, Resident
+from carebed.schemas import Feedback, FeedbackKind, FindingCode, utc_now
 
 router = APIRouter(prefix="/api/v1")
 
 _SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
 
-def _state(request: Request) -> AppState:
+def app_state(request: Request) -> AppState:
     state: AppState = request.app.state.carebed
     return state
 
@@ -38,16 +40,30 @@ def _resident_names(session: Session, home_ids: set[str]) -> dict[str, str]:
     return names
 
 
-def _get_alert(session: Session, alert_id: int) -> Alert:
-    alert = session.get(Alert, alert_id)
+def _get_alert(session: Session, alert_id: int, viewer: Viewer) -> Alert:
+    """404 for an alert of a home outside the viewer's area, as for one that does not exist."""
+    alert = session.scalar(select(Alert).where(Alert.id == alert_id, Alert.home_id.in_(viewer.homes())))
     if alert is None:
         raise HTTPException(404, "no such alert")
     return alert
 
 
+def current_away(session: Session, home_id: str) -> AwayPeriod | None:
+    now = utc_now()
+    return session.scalar(
+        select(AwayPeriod)
+        .where(
+            AwayPeriod.home_id == home_id,
+            AwayPeriod.ended_at.is_(None),
+            (AwayPeriod.until.is_(None)) | (AwayPeriod.until > now),
+        )
+        .order_by(AwayPeriod.id.desc())
+    )
+
+
 @router.get("/health")
 def health(request: Request) -> Health:
-    state = _state(request)
+    state = app_state(request)
     try:
         with state.sessions() as session:
             session.execute(text("SELECT 1"))
@@ -66,18 +82,32 @@ def health(request: Request) -> Health:
 @router.get("/alerts")
 def list_alerts(
     request: Request,
-    user: CurrentUser,
+    viewer: CurrentViewer,
     status: Annotated[AlertStatus | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[AlertOut]:
     """Unresolved alerts first, most severe then oldest first; resolved ones after, newest first."""
-    with _state(request).sessions() as session:
-        query = select(Alert).options(selectinload(Alert.notifications)).order_by(Alert.id.desc()).limit(limit)
+    with app_state(request).sessions() as session:
+        query = (
+            select(Alert)
+            .options(selectinload(Alert.notifications))
+            .where(Alert.home_id.in_(viewer.homes()))
+            .order_by(Alert.id.desc())
+            .limit(limit)
+        )
         if status is not None:
             query = query.where(Alert.status == status.value)
         alerts = session.scalars(query).all()
-        names = _resident_names(session, {a.home_id for a in alerts})
-        out = [AlertOut.model_validate(a).model_copy(update={"resident": names.get(a.home_id)}) for a in alerts]
+        home_ids = {a.home_id for a in alerts}
+        names = _resident_names(session, home_ids)
+        rows = session.execute(select(Home.id, Home.community).where(Home.id.in_(home_ids)))
+        communities = {home_id: community for home_id, community in rows}
+        out = [
+            AlertOut.model_validate(a).model_copy(
+                update={"resident": names.get(a.home_id), "community": communities.get(a.home_id)}
+            )
+            for a in alerts
+        ]
     unresolved = sorted(
         (a for a in out if a.status != AlertStatus.RESOLVED),
         key=lambda a: (_SEVERITY_ORDER.get(a.severity, 9), a.created_at),
@@ -88,7 +118,7 @@ def list_alerts(
 @router.get("/alerts/events")
 async def alert_events(request: Request, user: CurrentUser) -> StreamingResponse:
     """Server-sent events: one 'change' each time an alert or its notifications change."""
-    state = _state(request)
+    state = app_state(request)
 
     async def stream() -> AsyncIterator[str]:
         seen = -1
@@ -103,24 +133,28 @@ async def alert_events(request: Request, user: CurrentUser) -> StreamingResponse
 
 
 @router.get("/alerts/{alert_id}")
-def get_alert(request: Request, alert_id: int, user: CurrentUser) -> AlertDetail:
-    with _state(request).sessions() as session:
-        alert = _get_alert(session, alert_id)
+def get_alert(request: Request, alert_id: int, viewer: CurrentViewer) -> AlertDetail:
+    state = app_state(request)
+    with state.sessions() as session:
+        alert = _get_alert(session, alert_id, viewer)
         audit = session.scalars(select(AuditEntry).where(AuditEntry.alert_id == alert_id).order_by(AuditEntry.id)).all()
         names = _resident_names(session, {alert.home_id})
+        home = session.get(Home, alert.home_id)
         return AlertDetail(
             **AlertOut.model_validate(alert).model_dump(exclude={"resident"}),
             resident=names.get(alert.home_id),
+            cause=CAUSES[FindingCode(alert.code)],
+            home=HomeOut.of(home, current_away(session, home.id), state.settings.tz) if home else None,
             audit=[AuditOut.model_validate(a) for a in audit],
         )
 
 
 @router.post("/alerts/{alert_id}/ack")
-def ack_alert(request: Request, alert_id: int, user: CurrentUser) -> AlertOut:
-    state = _state(request)
+def ack_alert(request: Request, alert_id: int, viewer: CurrentViewer) -> AlertOut:
+    state = app_state(request)
     with state.sessions.begin() as session:
-        alert = _get_alert(session, alert_id)
-        changed = acknowledge(session, alert, actor=user, source=Source.CONSOLE)
+        alert = _get_alert(session, alert_id, viewer)
+        changed = acknowledge(session, alert, actor=viewer.username, source=Source.CONSOLE)
         session.flush()
         result = AlertOut.model_validate(alert)
     if changed:
@@ -129,13 +163,54 @@ def ack_alert(request: Request, alert_id: int, user: CurrentUser) -> AlertOut:
 
 
 @router.post("/alerts/{alert_id}/resolve")
-def resolve_alert(request: Request, alert_id: int, body: ResolveIn, user: CurrentUser) -> AlertOut:
-    state = _state(request)
+def resolve_alert(request: Request, alert_id: int, body: ResolveIn, viewer: CurrentViewer) -> AlertOut:
+    """Resolving as a false alarm also tells the detector, so it can learn that home's pattern."""
+    state = app_state(request)
     with state.sessions.begin() as session:
-        alert = _get_alert(session, alert_id)
-        changed = resolve(session, alert, actor=user, source=Source.CONSOLE, outcome=body.outcome)
+        alert = _get_alert(session, alert_id, viewer)
+        changed = resolve(session, alert, actor=viewer.username, source=Source.CONSOLE, outcome=body.outcome)
+        if changed and body.note:
+            add_note(session, alert, viewer.username, body.note)
         session.flush()
         result = AlertOut.model_validate(alert)
     if changed:
         state.changed()
+        if body.outcome == Outcome.FALSE_ALARM:
+            state.publish_feedback(
+                Feedback(
+                    id=f"false_alarm:{alert_id}",
+                    home_id=result.home_id,
+                    kind=FeedbackKind.FALSE_ALARM,
+                    ts=utc_now(),
+                    code=FindingCode(result.code),
+                )
+            )
     return result
+
+
+@router.post("/alerts/{alert_id}/call")
+def call_responder(request: Request, alert_id: int, body: CallIn, viewer: CurrentViewer) -> AlertOut:
+    """Queue a voice call to one of the home's responders; the outbox places it through Twilio."""
+    state = app_state(request)
+    with state.sessions.begin() as session:
+        alert = _get_alert(session, alert_id, viewer)
+        home = session.get(Home, alert.home_id)
+        responder = next((r for r in home.responders if r.id == body.responder_id), None) if home else None
+        if responder is None:
+            raise HTTPException(404, "no such responder for this home")
+        queue_call(session, alert, responder, viewer.username, state.settings.tz)
+        session.flush()
+        session.refresh(alert)
+        result = AlertOut.model_validate(alert)
+    state.changed()
+    state.dispatcher.wake()
+    return result
+
+
+@router.post("/alerts/{alert_id}/notes", status_code=201)
+def note_alert(request: Request, alert_id: int, body: NoteIn, viewer: CurrentViewer) -> dict[str, bool]:
+    state = app_state(request)
+    with state.sessions.begin() as session:
+        add_note(session, _get_alert(session, alert_id, viewer), viewer.username, body.text)
+    state.changed()
+    return {"ok": True}

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from alerting.models import AwayPeriod
 from alerting.store import Outcome
+from carebed.registry import Home
+from carebed.schemas import utc_now
 
 
 class _Out(BaseModel):
@@ -40,6 +44,7 @@ class AlertOut(_Out):
     id: int
     home_id: str
     resident: str | None = None
+    community: str | None = None
     code: str
     severity: str
     status: str
@@ -58,12 +63,84 @@ class AlertOut(_Out):
     notifications: list[NotificationOut]
 
 
+class ResidentOut(BaseModel):
+    name: str
+    age: int | None
+    conditions: list[str]
+    language: str
+
+
+class ResponderOut(_Out):
+    id: int
+    name: str
+    relation: str
+    phone: str
+    language: str
+
+
+class AwayOut(_Out):
+    id: int
+    since: datetime
+    until: datetime | None
+    reason: str
+    declared_by: str
+
+
+class HomeOut(BaseModel):
+    id: str
+    address: str
+    street: str
+    community: str
+    access_notes: str
+    residents: list[ResidentOut]
+    responders: list[ResponderOut]
+    away: AwayOut | None
+
+    @classmethod
+    def of(cls, home: Home, away: AwayPeriod | None, tz: ZoneInfo) -> HomeOut:
+        year = utc_now().astimezone(tz).year
+        return cls(
+            id=home.id,
+            address=home.address,
+            street=home.street,
+            community=home.community,
+            access_notes=home.access_notes,
+            residents=[
+                ResidentOut(
+                    name=r.name,
+                    age=year - r.birth_year if r.birth_year else None,
+                    conditions=list(r.conditions),
+                    language=r.language,
+                )
+                for r in home.residents
+            ],
+            responders=[ResponderOut.model_validate(r) for r in home.responders],
+            away=AwayOut.model_validate(away) if away else None,
+        )
+
+
 class AlertDetail(AlertOut):
+    cause: dict[str, str]
+    home: HomeOut | None
     audit: list[AuditOut]
 
 
 class ResolveIn(BaseModel):
     outcome: Outcome
+    note: str | None = Field(None, max_length=2000)
+
+
+class CallIn(BaseModel):
+    responder_id: int
+
+
+class NoteIn(BaseModel):
+    text: str = Field(min_length=1, max_length=2000)
+
+
+class AwayIn(BaseModel):
+    until: AwareDatetime | None = Field(None, description="Planned return; open-ended if absent.")
+    reason: str = Field("", max_length=200)
 
 
 class Health(BaseModel):

@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import REGISTRY, make_asgi_app
 from starlette.middleware.sessions import SessionMiddleware
 
-from alerting import api, console
+from alerting import api, console, console_api
 from alerting.metrics import OpenAlertsCollector
 from alerting.state import AppState
 from alerting.twilio_client import make_sender
@@ -34,8 +34,10 @@ def create_app(settings: Settings) -> FastAPI:
         REGISTRY.register(collector)
         state.dispatcher.start()
         state.consumer.mqtt.start()
+        state.activity.start()
         log.info("alerting ready", extra={"port": settings.http_port})
         yield
+        state.activity.stop()
         state.consumer.mqtt.stop()
         state.dispatcher.stop()
         REGISTRY.unregister(collector)
@@ -52,6 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
         max_age=12 * 3600,
     )
     app.include_router(api.router)
+    app.include_router(console_api.router)
     app.include_router(console.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     app.mount("/metrics", make_asgi_app())

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from fastapi import Depends, HTTPException, Request, status
-from sqlalchemy import select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from alerting.models import User
+from carebed.registry import Home
 
 _hasher = PasswordHasher()
 # Verified against when the user does not exist, so a wrong name costs as long as a wrong password.
@@ -27,15 +30,19 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
-def create_user(session: Session, username: str, password: str, role: Role) -> User:
+def create_user(session: Session, username: str, password: str, role: Role, areas: Sequence[str] = ()) -> User:
+    """Create or update a user; an operator must watch at least one street or community."""
     if len(password) < 10:
         raise ValueError("a password needs at least 10 characters")
+    if role == Role.OPERATOR and not areas:
+        raise ValueError("an operator needs at least one street or community (--area)")
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
         user = User(username=username)
         session.add(user)
     user.password_hash = _hasher.hash(password)
     user.role = role.value
+    user.areas = list(areas)
     return user
 
 
@@ -72,3 +79,44 @@ def require_user(request: Request) -> str:
 
 
 CurrentUser = Annotated[str, Depends(require_user)]
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """The signed-in user as the API needs them: name, role, and the homes they may see."""
+
+    username: str
+    role: Role
+    areas: tuple[str, ...]
+
+    def homes(self) -> Select[tuple[str]]:
+        """The ids of the homes this user may see: an operator's streets or communities, or every home."""
+        query = select(Home.id)
+        if self.role == Role.OPERATOR:
+            query = query.where(or_(Home.street.in_(self.areas), Home.community.in_(self.areas)))
+        return query
+
+
+def require_viewer(request: Request, username: CurrentUser) -> Viewer:
+    """The user is read afresh on each request, so a changed role or area applies at once."""
+    with request.app.state.carebed.sessions() as session:
+        user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        request.session.clear()
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "login required")
+    return Viewer(user.username, Role(user.role), tuple(user.areas))
+
+
+CurrentViewer = Annotated[Viewer, Depends(require_viewer)]
+
+
+def require_role(*roles: Role) -> Callable[[Viewer], Viewer]:
+    def check(viewer: CurrentViewer) -> Viewer:
+        if viewer.role not in roles:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "your role may not do this")
+        return viewer
+
+    return check
+
+
+Supervisor = Annotated[Viewer, Depends(require_role(Role.SUPERVISOR, Role.ADMIN))]

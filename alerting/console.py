@@ -25,7 +25,12 @@ def console_page(request: Request) -> Response:
     return templates.TemplateResponse(
         request,
         "console.html",
-        {"user": user, "csrf": request.session.get("csrf", ""), "timezone": state.settings.timezone},
+        {
+            "user": user,
+            "role": request.session.get("role", "operator"),
+            "csrf": request.session.get("csrf", ""),
+            "timezone": state.settings.timezone,
+        },
     )
 
 

@@ -65,3 +65,20 @@ def sms_body(text: AlertText, language: str, tz: ZoneInfo) -> str:
         f"{tag} {text.resident}{where} {cause['en']} at {local:%H:%M on %d %b}. "
         f"Please call or visit now. Alert #{text.alert_id}"
     )
+
+
+def voice_text(text: AlertText, language: str, tz: ZoneInfo) -> str:
+    """What a call to a responder says: the same facts as the SMS, worded to be heard."""
+    local = text.onset.astimezone(tz)
+    cause = CAUSES[text.code]
+    if language == "zh-CN":
+        where = f"，地址{text.address}" if text.address else ""
+        return (
+            f"您好，这里是carebed养老服务中心。{text.resident}{cause['zh-CN']}{where}，"
+            f"时间{local.hour}点{local.minute}分。请尽快联系或上门查看。告警编号{text.alert_id}。"
+        )
+    where = f", at {text.address}" if text.address else ""
+    return (
+        f"Hello, this is the carebed care centre. {text.resident} {cause['en']}{where}, "
+        f"at {local:%H:%M}. Please call or visit now. Alert number {text.alert_id}."
+    )

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import Float, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from carebed.db import Base, UtcDateTime, utc_now
@@ -110,4 +110,46 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(20), default="operator")
+    areas: Mapped[list[str]] = mapped_column(
+        default=list, doc="Streets or communities an operator watches; supervisors and admins see every home."
+    )
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class AwayPeriod(Base):
+    """The resident is away (hospital, family visit): the detector is told, and the console shows it."""
+
+    __tablename__ = "away_periods"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    home_id: Mapped[str] = mapped_column(String(64), index=True)
+    since: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    until: Mapped[datetime | None] = mapped_column(UtcDateTime, doc="Planned return; NULL if open-ended.")
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    declared_by: Mapped[str] = mapped_column(String(100))
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime, doc="Set when declared back early.")
+
+
+class ActivityBucket(Base):
+    """Fifteen minutes of a home's water, gas and steps, in device (event) time, for the console's chart."""
+
+    __tablename__ = "activity_buckets"
+
+    home_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    start: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True, index=True)
+    water_l: Mapped[float] = mapped_column(Float, default=0.0)
+    gas_m3: Mapped[float] = mapped_column(Float, default=0.0)
+    steps: Mapped[int] = mapped_column(default=0)
+    readings: Mapped[int] = mapped_column(default=0)
+
+
+class DeviceSeen(Base):
+    """When each device was last heard from (device time) and its last reported battery."""
+
+    __tablename__ = "device_seen"
+
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    home_id: Mapped[str] = mapped_column(String(64), index=True)
+    last_seen: Mapped[datetime] = mapped_column(UtcDateTime)
+    battery_pct: Mapped[float | None] = mapped_column(Float)
+    online: Mapped[bool] = mapped_column(default=True)

@@ -109,9 +109,14 @@ class Dispatcher:
     def _send(self, notification_id: int) -> None:
         with self._sessions() as session:
             notification = session.get_one(Notification, notification_id)
-            to, body = notification.recipient, notification.body
+            to, body, channel, language = (
+                notification.recipient,
+                notification.body,
+                notification.channel,
+                notification.language,
+            )
         try:
-            sent = self._sender.send_sms(to, body)
+            sent = self._sender.call(to, body, language) if channel == "voice" else self._sender.send_sms(to, body)
         except SendError as exc:
             self._failed(notification_id, str(exc), transient=exc.transient)
             return
@@ -123,7 +128,9 @@ class Dispatcher:
             DISPATCH_LATENCY.observe((utc_now() - notification.created_at).total_seconds())
         self._on_change()
         DISPATCHED.labels(status.value).inc()
-        log.info("sms dispatched", extra={"notification_id": notification_id, "status": status.value})
+        log.info(
+            "message dispatched", extra={"notification_id": notification_id, "channel": channel, "status": status.value}
+        )
 
     def _failed(self, notification_id: int, error: str, *, transient: bool) -> None:
         TWILIO_ERRORS.labels("transient" if transient else "permanent").inc()
@@ -140,7 +147,9 @@ class Dispatcher:
                 )
         self._on_change()
         DISPATCHED.labels("retry" if transient else "failed").inc()
-        log.warning("sms not sent", extra={"notification_id": notification_id, "transient": transient, "error": error})
+        log.warning(
+            "message not sent", extra={"notification_id": notification_id, "transient": transient, "error": error}
+        )
 
     def _recover_in_doubt(self, stale_after: timedelta) -> None:
         with self._sessions() as session:

@@ -7,9 +7,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from alerting.activity import ActivityRecorder
 from alerting.consumer import FindingConsumer
 from alerting.outbox import Dispatcher
 from alerting.twilio_client import SmsSender
+from carebed import topics
+from carebed.mqtt import Outbound
+from carebed.schemas import Feedback, dump
 from carebed.settings import Settings
 
 
@@ -20,12 +24,14 @@ class AppState:
     sender: SmsSender
     consumer: FindingConsumer = field(init=False)
     dispatcher: Dispatcher = field(init=False)
+    activity: ActivityRecorder = field(init=False)
     version: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.dispatcher = Dispatcher(self.sessions, self.sender, on_change=self.changed)
         self.consumer = FindingConsumer(self.settings, self.sessions, on_change=self._finding_recorded)
+        self.activity = ActivityRecorder(self.settings, self.sessions)
 
     def changed(self) -> None:
         """Tell live consoles to refresh."""
@@ -35,3 +41,7 @@ class AppState:
     def _finding_recorded(self) -> None:
         self.changed()
         self.dispatcher.wake()
+
+    def publish_feedback(self, feedback: Feedback) -> None:
+        """QoS 1 on the consumer's persistent connection; paho queues it while the broker is away."""
+        self.consumer.mqtt.publish(Outbound(topics.feedback(feedback.home_id), dump(feedback)))

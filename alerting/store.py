@@ -12,9 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerting.folding import group_key, higher
-from alerting.messages import AlertText, sms_body
+from alerting.messages import AlertText, sms_body, voice_text
 from alerting.models import Alert, AlertStatus, AuditEntry, FindingRecord, Notification
-from carebed.registry import Home
+from carebed.registry import Home, Responder
 from carebed.schemas import Finding, FindingCode, Severity, utc_now
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
@@ -76,7 +76,7 @@ def ingest_finding(session: Session, finding: Finding, tz: ZoneInfo) -> IngestRe
         _audit(session, alert.id, "created", Source.DETECTOR, None, {"finding_id": finding.id})
         if finding.received_at is not None:
             DETECTION_LATENCY.observe((utc_now() - finding.received_at).total_seconds())
-        _notify_first_responder(session, alert, finding, tz)
+        _notify_first_responder(session, alert, tz)
     else:
         alert.finding_count += 1
         alert.last_ts = max(alert.last_ts, finding.ts)
@@ -94,31 +94,52 @@ def ingest_finding(session: Session, finding: Finding, tz: ZoneInfo) -> IngestRe
     return IngestResult(alert_id=alert.id, created=created, duplicate=False)
 
 
-def _notify_first_responder(session: Session, alert: Alert, finding: Finding, tz: ZoneInfo) -> None:
+def _notify_first_responder(session: Session, alert: Alert, tz: ZoneInfo) -> None:
     home = session.get(Home, alert.home_id)
     if home is None or not home.responders:
         _audit(session, alert.id, "no_responder", Source.AUTOMATIC, None, {"home_id": alert.home_id})
         return
     responder = home.responders[0]
-    text = AlertText(
+    body = sms_body(_alert_text(alert, home), responder.language, tz)
+    _queue(session, alert, responder, "sms", body, Source.AUTOMATIC, None)
+
+
+def _alert_text(alert: Alert, home: Home) -> AlertText:
+    return AlertText(
         alert_id=alert.id,
         code=FindingCode(alert.code),
         severity=Severity(alert.severity),
         resident=home.residents[0].name if home.residents else home.id,
         address=home.address,
-        onset=finding.ts,
+        onset=alert.first_ts,
     )
+
+
+def _queue(
+    session: Session, alert: Alert, responder: Responder, channel: str, body: str, source: Source, actor: str | None
+) -> Notification:
     notification = Notification(
         alert_id=alert.id,
         responder_id=responder.id,
-        channel="sms",
+        channel=channel,
         recipient=responder.phone,
         language=responder.language,
-        body=sms_body(text, responder.language, tz),
+        body=body,
     )
     session.add(notification)
     session.flush()
-    _audit(session, alert.id, "sms_queued", Source.AUTOMATIC, None, {"notification_id": notification.id})
+    _audit(session, alert.id, f"{channel}_queued", source, actor, {"notification_id": notification.id})
+    return notification
+
+
+def queue_call(session: Session, alert: Alert, responder: Responder, actor: str, tz: ZoneInfo) -> Notification:
+    """An operator asks for a responder to be called: the call goes through the outbox like an SMS."""
+    body = voice_text(_alert_text(alert, responder.home), responder.language, tz)
+    return _queue(session, alert, responder, "voice", body, Source.CONSOLE, actor)
+
+
+def add_note(session: Session, alert: Alert, actor: str, text: str) -> None:
+    _audit(session, alert.id, "note", Source.CONSOLE, actor, {"text": text})
 
 
 def acknowledge(session: Session, alert: Alert, actor: str, source: Source) -> bool:
@@ -166,7 +187,7 @@ def record_delivery(
     _audit(
         session,
         notification.alert_id,
-        f"sms_{status}",
+        f"{notification.channel}_{status}",
         Source.AUTOMATIC,
         None,
         {"notification_id": notification.id, "sid": sid, "error": error},

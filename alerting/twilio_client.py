@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -11,6 +13,7 @@ from requests.exceptions import RequestException
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
+from twilio.twiml.voice_response import VoiceResponse
 
 from carebed.settings import Settings
 
@@ -31,12 +34,40 @@ class Sent:
     status: str
 
 
+# <Say> voice and language per responder language: Amazon Polly voices that Twilio offers.
+SAY_VOICES = {"zh-CN": ("Polly.Zhiyu", "cmn-CN"), "en": ("Polly.Joanna", "en-US")}
+
+
+def say_twiml(text: str, language: str) -> str:
+    """TwiML that speaks the text twice in the responder's language, so a missed first hearing is repeated."""
+    voice, locale = SAY_VOICES.get(language, SAY_VOICES["zh-CN"])
+    response = VoiceResponse()
+    response.say(text, voice=voice, language=locale, loop=2)
+    return str(response)
+
+
 class SmsSender(Protocol):
+    """Sends SMS and places calls; the name predates calls."""
+
     dry_run: bool
 
     def send_sms(self, to: str, body: str) -> Sent: ...
 
+    def call(self, to: str, text: str, language: str) -> Sent: ...
+
     def find_sent(self, to: str, body: str, since: datetime) -> Sent | None: ...
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Twilio's answers as SendError: a 5xx, a 429 or no answer is worth retrying, any other 4xx is not."""
+    try:
+        yield
+    except TwilioRestException as exc:
+        transient = exc.status >= 500 or exc.status == 429
+        raise SendError(f"twilio {exc.status} code={exc.code}: {exc.msg}", transient=transient) from exc
+    except RequestException as exc:
+        raise SendError(f"twilio unreachable: {type(exc).__name__}", transient=True) from exc
 
 
 class TwilioSender:
@@ -56,14 +87,14 @@ class TwilioSender:
         self._from = settings.twilio_from
 
     def send_sms(self, to: str, body: str) -> Sent:
-        try:
+        with _errors():
             message = self._client.messages.create(to=to, from_=self._from, body=body)
-        except TwilioRestException as exc:
-            transient = exc.status >= 500 or exc.status == 429
-            raise SendError(f"twilio {exc.status} code={exc.code}: {exc.msg}", transient=transient) from exc
-        except RequestException as exc:
-            raise SendError(f"twilio unreachable: {type(exc).__name__}", transient=True) from exc
         return Sent(sid=str(message.sid), status=str(message.status))
+
+    def call(self, to: str, text: str, language: str) -> Sent:
+        with _errors():
+            placed = self._client.calls.create(to=to, from_=self._from, twiml=say_twiml(text, language))
+        return Sent(sid=str(placed.sid), status=str(placed.status))
 
     def find_sent(self, to: str, body: str, since: datetime) -> Sent | None:
         """Look for a message we may have sent just before a crash, so it is not sent twice."""
@@ -83,6 +114,9 @@ class DryRunSender:
     dry_run = True
 
     def send_sms(self, to: str, body: str) -> Sent:
+        return Sent(sid="dry-run", status="dry_run")
+
+    def call(self, to: str, text: str, language: str) -> Sent:
         return Sent(sid="dry-run", status="dry_run")
 
     def find_sent(self, to: str, body: str, since: datetime) -> Sent | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 import yaml
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 from sqlalchemy.orm import Session
 
 from carebed.schemas import DeviceKind
@@ -177,14 +177,17 @@ def registry() -> None:
 @registry.command("load")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def registry_load(path: Path) -> None:
-    """Validate a registry file whole, then write it in one transaction."""
+    """Validate a registry file (YAML, or CSV by its .csv name) whole, then write it in one transaction."""
     from carebed.db import make_engine, make_sessionmaker, migrate
-    from carebed.registry import import_registry, parse_file
+    from carebed.registry import import_registry
+    from carebed.registry_files import RegistryFileError, parse_registry
 
     try:
-        registry_file = parse_file(path)
-    except ValidationError as exc:
-        click.echo(f"{path}: nothing imported, the file has errors:\n{exc}", err=True)
+        registry_file = parse_registry(path.read_bytes(), path.name)
+    except RegistryFileError as exc:
+        click.echo(f"{path}: nothing imported, the file has errors:", err=True)
+        for error in exc.errors:
+            click.echo(f"  row {error.row}, {error.field or 'file'}: {error.message}", err=True)
         sys.exit(1)
     settings = get_settings()
     migrate(settings.sqlalchemy_url)
@@ -215,9 +218,10 @@ def admin() -> None:
 @admin.command("create")
 @click.argument("username")
 @click.option("--role", type=click.Choice(["operator", "supervisor", "admin"]), default="admin", show_default=True)
+@click.option("--area", "areas", multiple=True, help="A street or community an operator watches (repeatable).")
 @click.password_option(help="Prompted for when not given; at least 10 characters.")
-def admin_create(username: str, role: str, password: str) -> None:
-    """Create a console user, or set the password and role of an existing one."""
+def admin_create(username: str, role: str, areas: tuple[str, ...], password: str) -> None:
+    """Create a console user, or set the password, role and areas of an existing one."""
     from alerting.auth import Role, create_user
     from carebed.db import make_engine, make_sessionmaker, migrate
 
@@ -225,9 +229,9 @@ def admin_create(username: str, role: str, password: str) -> None:
     migrate(settings.sqlalchemy_url)
     try:
         with make_sessionmaker(make_engine(settings.sqlalchemy_url)).begin() as session:
-            create_user(session, username, password, Role(role))
+            create_user(session, username, password, Role(role), areas)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--password") from None
+        raise click.UsageError(str(exc)) from None
     click.echo(f"user {username!r} ({role}) saved")
 
 

@@ -15,6 +15,8 @@ if [ "$purpose" = test ]; then
   command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
   command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)  # Chinese in screenshots
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing system packages: ${missing[*]}"

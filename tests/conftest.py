@@ -70,7 +70,7 @@ def database(settings: Settings, registry: RegistryFile) -> str:
     engine = make_engine(settings.sqlalchemy_url)
     with make_sessionmaker(engine).begin() as session:
         import_registry(session, registry)
-        create_user(session, OPERATOR[0], OPERATOR[1], Role.OPERATOR)
+        create_user(session, OPERATOR[0], OPERATOR[1], Role.OPERATOR, sorted({h.street for h in registry.homes}))
     engine.dispose()
     return settings.sqlalchemy_url
 

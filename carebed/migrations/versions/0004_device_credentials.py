@@ -1,7 +1,7 @@
 """device broker credentials and the path a device speaks through
 
 Revision ID: 0004_device_credentials
-Revises: 0001
+Revises: 0002_console
 Create Date: 2026-11-24
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_device_credentials"
-down_revision = "0001"
+down_revision = "0002_console"
 branch_labels = None
 depends_on = None
 
