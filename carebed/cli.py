@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import threading
@@ -109,6 +110,7 @@ def alerting() -> None:
 @click.option(
     "--record", type=click.Path(dir_okay=False, path_type=Path), help="Append every message sent, and the ground truth."
 )
+@click.option("--json", "as_json", is_flag=True, help="No live display; print a JSON summary at the end.")
 def simulate(
     homes: int,
     speed: float,
@@ -126,6 +128,7 @@ def simulate(
     key_file: Path | None,
     ground_truth: Path | None,
     record: Path | None,
+    as_json: bool,
 ) -> None:
     """Publish realistic device payloads for simulated homes, and inject an incident into the first home.
 
@@ -163,10 +166,16 @@ def simulate(
     stopping = _stop_on_signals()
     worker = threading.Thread(target=simulation.run, args=(stopping,), name="simulation")
     worker.start()
-    show_progress(simulation.progress, plan)
+    if as_json:
+        simulation.progress.done.wait()
+    else:
+        show_progress(simulation.progress, plan)
     worker.join()
     if simulation.error is not None:
         raise click.ClickException(f"{type(simulation.error).__name__}: {simulation.error}")
+    if as_json:
+        summary = {"published": simulation.progress.total, **simulation.progress.published}
+        click.echo(json.dumps({**summary, "incidents": simulation.progress.incidents}))
 
 
 @main.group()
@@ -313,3 +322,24 @@ def asyncapi() -> None:
     from carebed.asyncapi import document
 
     click.echo(yaml.safe_dump(document(), allow_unicode=True, sort_keys=False), nl=False)
+
+
+@main.command()
+@click.option("--homes", type=click.IntRange(min=2), default=1000, show_default=True)
+@click.option(
+    "--speed", type=click.FloatRange(min=1), default=60.0, show_default=True, help="Simulated seconds per second."
+)
+@click.option(
+    "--duration", type=click.FloatRange(min=1), default=30.0, show_default=True, help="Seconds of load per phase."
+)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Keep the run's files here.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the figures.")
+def bench(homes: int, speed: float, duration: float, data_dir: Path | None, as_json: bool) -> None:
+    """Measure throughput, SOS latency and memory of the pipeline on this machine (loopback only)."""
+    import tempfile
+
+    from benchmarks.pipeline import run_with_progress
+
+    with tempfile.TemporaryDirectory(prefix="carebed-bench-") as tmp:
+        result = run_with_progress(homes, speed, duration, data_dir or Path(tmp))
+    click.echo(json.dumps(result, indent=None if as_json else 2))

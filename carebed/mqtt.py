@@ -24,6 +24,8 @@ from carebed.settings import Settings
 
 log = logging.getLogger(__name__)
 
+MAX_UNACKED = 10_000
+
 
 @dataclass(frozen=True, slots=True)
 class Outbound:
@@ -77,6 +79,8 @@ class MqttClient:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     connected: threading.Event = field(default_factory=threading.Event)
     _connect_answered: threading.Event = field(default_factory=threading.Event)
+    _unacked: int = 0
+    _unacked_changed: threading.Condition = field(default_factory=threading.Condition)
     _refusal: str | None = None
 
     def __post_init__(self) -> None:
@@ -133,9 +137,29 @@ class MqttClient:
 
     def publish(self, message: Outbound) -> paho.MQTTMessageInfo:
         info = self._client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
+        if message.qos > 0:
+            with self._unacked_changed:
+                self._unacked += 1
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             raise RuntimeError(f"publish to {message.topic} failed: {paho.error_string(info.rc)}")
         return info
+
+    def publish_paced(self, message: Outbound, timeout: float = 60.0) -> None:
+        """Publish from a producer thread, waiting while too many messages are unacknowledged.
+
+        paho refuses more than 65,535 unacknowledged QoS 1 messages; a fast producer (the
+        simulator, a benchmark) waits here instead. Never call it from a message handler:
+        the network thread that would deliver the acknowledgements is the one waiting.
+        """
+        with self._unacked_changed:
+            if not self._unacked_changed.wait_for(lambda: self._unacked < MAX_UNACKED, timeout):
+                raise TimeoutError(f"{self._unacked} publishes unacknowledged for {timeout:.0f} s")
+        self.publish(message)
+
+    def flush(self, timeout: float = 60.0) -> bool:
+        """Wait until the broker has acknowledged everything published; True if it has."""
+        with self._unacked_changed:
+            return self._unacked_changed.wait_for(lambda: self._unacked == 0, timeout)
 
     def publish_confirmed(self, message: Outbound, timeout: float = 10.0) -> bool:
         """Publish at QoS 1 and wait for the broker's verdict: False if it refused (say, by its ACL)."""
@@ -222,6 +246,9 @@ class MqttClient:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        with self._unacked_changed:
+            self._unacked = max(0, self._unacked - 1)
+            self._unacked_changed.notify_all()
         with self._lock:
             confirmation = self._confirmations.pop(mid, None)
             if confirmation is not None:

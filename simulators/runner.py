@@ -71,6 +71,8 @@ class Simulation:
         try:
             self.mqtt.start()
             self._loop(stopping)
+            if not self.mqtt.flush():
+                raise TimeoutError("the broker did not acknowledge every message sent")
         except Exception as exc:
             self.error = exc
         finally:
@@ -120,7 +122,7 @@ class Simulation:
 
     def _publish(self, home: SimulatedHome, message: Message) -> None:
         topic, payload = encode(message, home.spec.id, self.plan.fmt, self.plan.seed)
-        self.mqtt.publish(Outbound(topic, payload))
+        self.mqtt.publish_paced(Outbound(topic, payload))
         self.progress.published[message.channel.value] += 1
         self._write_record({"sent_at": utc_now().isoformat(), "topic": topic, "payload": json.loads(payload)})
 

@@ -1,0 +1,1 @@
+"""Benchmarks: committed commands that measure carebed and print their figures."""

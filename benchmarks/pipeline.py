@@ -1,0 +1,267 @@
+"""`carebed bench`: throughput, latency and memory of the pipeline on this machine, all on loopback.
+
+One process tree: a private Mosquitto, the real services (`carebed gateway|detector|alerting`),
+the real simulator as load generator (`carebed simulate --json`), a bare counting subscriber for
+the ceiling, and a loopback stand-in for Twilio's Messages API that notes when each SMS request
+arrives. Phases:
+
+1. idle SOS latency: SOS presses one at a time, publish → Twilio request;
+2. ceiling: the load with only the bare subscriber;
+3. pipeline: the same load through gateway and detector, with SOS presses during it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from carebed import topics
+from carebed.broker import Mosquitto, free_port, wait_for_port
+from carebed.db import make_engine, make_sessionmaker, migrate
+from carebed.mqtt import MqttClient, Outbound
+from carebed.registry import import_registry
+from carebed.schemas import utc_now
+from carebed.settings import Settings
+from carebed.topics import DeviceChannel
+from simulators.homes import build_registry
+
+ACCOUNT_SID = "AC" + "0" * 32
+SOS_SAMPLES = 10
+DRAIN_TIMEOUT_S = 120.0
+
+
+@dataclass
+class TwilioSink:
+    """Answers Messages.create like Twilio and notes the arrival time per recipient."""
+
+    arrivals: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                to = parse_qs(body).get("To", [""])[0]
+                sink.arrivals.setdefault(to, time.time())
+                answer = json.dumps({"sid": f"SM{len(sink.arrivals):032d}", "status": "queued", "to": to}).encode()
+                self.send_response(201)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+
+
+@dataclass
+class Bench:
+    homes: int
+    speed: float
+    duration_s: float
+    folder: Path
+    on_phase: Callable[[str], None] = lambda _: None
+    env: dict[str, str] = field(init=False)
+
+    def run(self) -> dict[str, Any]:
+        registry = build_registry(self.homes, seed=1)
+        self.phones = [h.responders[0].phone for h in registry.homes]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        broker = Mosquitto(self.folder / "mosquitto", free_port())
+        sink = TwilioSink()
+        database = f"sqlite:///{self.folder / 'carebed.db'}"
+        migrate(database)
+        engine = make_engine(database)
+        with make_sessionmaker(engine).begin() as session:
+            import_registry(session, registry)
+        engine.dispose()
+        broker.start()
+        self.settings = Settings(data_dir=self.folder, mqtt_port=broker.port, database_url=database)
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("CAREBED_", "TWILIO_"))},
+            "CAREBED_DATA_DIR": str(self.folder),
+            "CAREBED_DATABASE_URL": database,
+            "CAREBED_MQTT_PORT": str(broker.port),
+            "CAREBED_GATEWAY_MAX_FUTURE_SKEW_S": "null",
+            "CAREBED_DETECTOR_WALL_CLOCK": "false",
+            "CAREBED_LOG_LEVEL": "warning",
+            "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": "bench",
+            "CAREBED_TWILIO_FROM": "+15005550006",
+            "CAREBED_TWILIO_API_BASE": sink.url,
+        }
+        samples = min(SOS_SAMPLES, self.homes // 2)
+        try:
+            self.on_phase("ceiling: bare subscriber")
+            bare = self._ceiling()
+            with self._services() as services:
+                self.on_phase("idle SOS latency")
+                idle = self._sos_latencies(sink, range(0, samples), spacing_s=0.5)
+                self.on_phase("pipeline under load")
+                pipeline, load = self._pipeline(sink, range(samples, 2 * samples))
+                self.on_phase("memory")
+                rss = {name: _rss_mb(proc.pid) for name, proc in services.items()}
+                rss["mosquitto"] = _rss_mb(broker.process.pid) if broker.process else 0.0
+        finally:
+            broker.stop()
+            sink.close()
+        state = self.folder / "detector" / "state.pickle"
+        ratio = pipeline["rate"] / bare["rate"] if bare["rate"] else 0.0
+        return {
+            "homes": self.homes,
+            "speed": self.speed,
+            "duration_s": self.duration_s,
+            "published": pipeline["published"],
+            "bare_msgs_per_s": round(bare["rate"], 1),
+            "pipeline_msgs_per_s": round(pipeline["rate"], 1),
+            "ratio": round(ratio, 3),
+            "lost": pipeline["published"] - pipeline["processed"],
+            "bare_lost": bare["published"] - bare["received"],
+            "sos_latency_ms": {"idle": _percentiles(idle), "load": _percentiles(load)},
+            "rss_mb": rss,
+            "detector_bytes_per_home": round(state.stat().st_size / self.homes) if state.exists() else None,
+        }
+
+    @contextmanager
+    def _services(self) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+        ports = {"gateway": free_port(), "detector": free_port()}
+        http = free_port()
+        services: dict[str, subprocess.Popen[bytes]] = {}
+        logs = self.folder / "logs"
+        logs.mkdir(exist_ok=True)
+        for name in ("alerting", "gateway", "detector"):
+            env = {**self.env, "CAREBED_HTTP_PORT": str(http), "CAREBED_DETECTOR_CHECKPOINT_S": "3600"}
+            if name in ports:
+                env["CAREBED_METRICS_PORT"] = str(ports[name])
+            with (logs / f"{name}.log").open("wb") as log:
+                services[name] = subprocess.Popen(
+                    [sys.executable, "-m", "carebed", name], env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL
+                )
+        self.metrics_ports = ports
+        try:
+            wait_for_port(http, 60, services["alerting"])
+            for name, port in ports.items():
+                wait_for_port(port, 60, services[name])
+            yield services
+        finally:
+            for proc in reversed(list(services.values())):
+                proc.send_signal(signal.SIGTERM)
+            for proc in services.values():
+                proc.wait(timeout=60)
+
+    def _simulate(self) -> subprocess.Popen[str]:
+        args = ["--homes", str(self.homes), "--speed", str(self.speed), "--duration", str(self.duration_s), "--json"]
+        return subprocess.Popen(
+            [sys.executable, "-m", "carebed", "simulate", *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+
+    def _ceiling(self) -> dict[str, float]:
+        counter = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.counter"], env=self.env, stdout=subprocess.PIPE, text=True
+        )
+        lines: queue.Queue[dict[str, Any]] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(json.loads(x)) for x in counter.stdout or []], daemon=True).start()
+        latest = lines.get(timeout=30)
+        load = self._simulate()
+        published = json.loads(load.communicate()[0])["published"]
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while latest["count"] < published and time.monotonic() < deadline:
+            latest = lines.get(timeout=30)
+        counter.send_signal(signal.SIGTERM)
+        counter.wait(timeout=30)
+        span = (latest["last"] or 0) - (latest["first"] or 0)
+        return {"published": published, "received": latest["count"], "rate": latest["count"] / span if span else 0}
+
+    def _pipeline(self, sink: TwilioSink, sos_homes: range) -> tuple[dict[str, float], list[float]]:
+        before = self._processed()
+        started = time.time()
+        load = self._simulate()
+        time.sleep(min(2.0, self.duration_s / 4))
+        during = self._sos_latencies(sink, sos_homes, spacing_s=self.duration_s / (4 * max(len(sos_homes), 1)))
+        published = json.loads(load.communicate()[0])["published"] + len(sos_homes)
+        processed, finished = before, time.time()
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while time.monotonic() < deadline:
+            count = self._processed()
+            if count != processed:
+                processed, finished = count, time.time()
+            if processed - before >= published:
+                break
+            time.sleep(0.2)
+        processed -= before
+        return {"published": published, "processed": processed, "rate": processed / (finished - started)}, during
+
+    def _processed(self) -> int:
+        """Readings the detector has finished with, from its own counter."""
+        text = httpx.get(f"http://127.0.0.1:{self.metrics_ports['detector']}/metrics", timeout=5).text
+        line = next(x for x in text.splitlines() if x.startswith("carebed_detector_readings_total "))
+        return int(float(line.split()[1]))
+
+    def _sos_latencies(self, sink: TwilioSink, homes: range, spacing_s: float) -> list[float]:
+        """Milliseconds from an SOS publish to Twilio receiving the SMS request, for each home in turn."""
+        client = MqttClient(self.settings, client_id=f"carebed-bench-sos-{homes.start}", persistent=False)
+        client.start()
+        sent: dict[str, float] = {}
+        try:
+            for n in homes:
+                device = f"home-{n + 1:05d}-wearable"
+                payload = json.dumps({"ts": utc_now().isoformat(), "event": "sos"}).encode()
+                sent[self.phones[n]] = time.time()
+                client.publish(Outbound(topics.device(device, DeviceChannel.EVENT), payload))
+                time.sleep(spacing_s)
+            deadline = time.monotonic() + DRAIN_TIMEOUT_S
+            while not all(p in sink.arrivals for p in sent) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            client.stop()
+        return [(sink.arrivals[p] - t) * 1000 for p, t in sent.items() if p in sink.arrivals]
+
+
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    if len(values) < 2:
+        return {"p50": values[0] if values else None, "p99": values[0] if values else None, "n": len(values)}
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return {"p50": round(cuts[49], 1), "p99": round(cuts[98], 1), "n": len(values)}
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def run_with_progress(homes: int, speed: float, duration_s: float, folder: Path) -> dict[str, Any]:
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True) as progress:
+        task = progress.add_task("starting", total=None)
+        bench = Bench(homes, speed, duration_s, folder, on_phase=lambda phase: progress.update(task, description=phase))
+        return bench.run()

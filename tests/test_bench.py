@@ -1,0 +1,31 @@
+"""`carebed bench` runs briefly and reports consistent counts (its timings are not judged here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_short_bench_reports_consistent_figures() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "carebed", "bench", "--homes", "20", "--speed", "120", "--duration", "3", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["published"] > 10 and figures["lost"] == 0 and figures["bare_lost"] == 0
+    assert figures["bare_msgs_per_s"] > 0 and figures["pipeline_msgs_per_s"] > 0
+    assert figures["ratio"] == pytest.approx(figures["pipeline_msgs_per_s"] / figures["bare_msgs_per_s"], rel=0.01)
+    for phase in ("idle", "load"):
+        latency = figures["sos_latency_ms"][phase]
+        assert latency["n"] == 10 and 0 < latency["p50"] <= latency["p99"]
+    assert set(figures["rss_mb"]) == {"alerting", "gateway", "detector", "mosquitto"}
+    assert all(mb > 1 for mb in figures["rss_mb"].values())
+    assert figures["detector_bytes_per_home"] > 0
