@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
-from alerting import api, console, console_api
+from alerting import api, console, console_api, webhooks
 from alerting.state import AppState
 from alerting.twilio_client import make_sender
 from carebed.db import make_engine, make_sessionmaker, migrate
@@ -29,12 +29,14 @@ def create_app(settings: Settings) -> FastAPI:
         state = AppState(settings, make_sessionmaker(engine), make_sender(settings))
         app.state.carebed = state
         state.dispatcher.start()
+        state.escalator.start()
         state.consumer.mqtt.start()
         state.activity.start()
         log.info("alerting ready", extra={"port": settings.http_port})
         yield
         state.activity.stop()
         state.consumer.mqtt.stop()
+        state.escalator.stop()
         state.dispatcher.stop()
         engine.dispose()
 
@@ -51,6 +53,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(api.router)
     app.include_router(console_api.router)
     app.include_router(console.router)
+    app.include_router(webhooks.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     return app
 
