@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.models import Alert, AlertStatus, AuditEntry, Notification
 from alerting.store import Outcome, Source, acknowledge, ingest_finding, resolve
-from carebed.db import make_engine, make_sessionmaker, migrate
-from carebed.registry import RegistryFile, import_registry
+from carebed.registry import RegistryFile
 from carebed.schemas import Finding, FindingCode, Severity
-from simulators.homes import build_registry
 
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 24, 0, 12, tzinfo=UTC)
-
-
-@pytest.fixture
-def homes() -> RegistryFile:
-    return build_registry(homes=2, seed=5)
-
-
-@pytest.fixture
-def sessions(database_url: str, homes: RegistryFile) -> Iterator[sessionmaker[Session]]:
-    migrate(database_url)
-    engine = make_engine(database_url)
-    factory = make_sessionmaker(engine)
-    with factory.begin() as session:
-        import_registry(session, homes)
-    yield factory
-    engine.dispose()
 
 
 def finding(
