@@ -167,7 +167,10 @@ class Dispatcher:
         for notification in in_doubt:
             try:
                 found = self._sender.find_sent(
-                    notification.recipient, notification.body, notification.claimed_at or notification.created_at
+                    notification.recipient,
+                    notification.body,
+                    notification.claimed_at or notification.created_at,
+                    notification.channel,
                 )
             except SendError as exc:
                 log.warning(

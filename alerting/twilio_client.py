@@ -59,7 +59,7 @@ class SmsSender(Protocol):
         self, to: str, text: str, language: str, voice_url: str | None = None, status_callback: str | None = None
     ) -> Sent: ...
 
-    def find_sent(self, to: str, body: str, since: datetime) -> Sent | None: ...
+    def find_sent(self, to: str, body: str, since: datetime, channel: str = "sms") -> Sent | None: ...
 
 
 def _worth_retrying(exc: BaseException) -> bool:
@@ -122,10 +122,19 @@ class TwilioSender:
             placed = _quick_retry(self._client.calls.create, to=to, from_=self._from, **how)
         return Sent(sid=str(placed.sid), status=str(placed.status))
 
-    def find_sent(self, to: str, body: str, since: datetime) -> Sent | None:
-        """Look for a message we may have sent just before a crash, so it is not sent twice."""
+    def find_sent(self, to: str, body: str, since: datetime, channel: str = "sms") -> Sent | None:
+        """Look for a message or call we may have placed just before a crash, so it is not placed twice.
+
+        A message is matched by its text; a call has none to match, so any call to the number
+        created since the claim is taken for ours.
+        """
+        after = since - timedelta(minutes=1)
         try:
-            recent = self._client.messages.list(to=to, date_sent_after=since - timedelta(minutes=1), limit=50)
+            if channel == "voice":
+                calls = self._client.calls.list(to=to, limit=20)
+                placed = [c for c in calls if c.date_created is not None and c.date_created >= after]
+                return Sent(sid=str(placed[0].sid), status=str(placed[0].status)) if placed else None
+            recent = self._client.messages.list(to=to, date_sent_after=after, limit=50)
         except (TwilioRestException, RequestException) as exc:
             raise SendError(f"twilio lookup failed: {exc}", transient=True) from exc
         for message in recent:
@@ -147,7 +156,7 @@ class DryRunSender:
     ) -> Sent:
         return Sent(sid="dry-run", status="dry_run")
 
-    def find_sent(self, to: str, body: str, since: datetime) -> Sent | None:
+    def find_sent(self, to: str, body: str, since: datetime, channel: str = "sms") -> Sent | None:
         return None
 
 

@@ -105,9 +105,7 @@ def test_the_policy_is_copied_onto_the_alert(sessions: sessionmaker[Session], ho
     home = homes.homes[0]
     neighbour_first = {"steps": [{"targets": ["responder:1"], "channels": ["sms"], "wait_s": 30}], "rounds": 1}
     with sessions.begin() as session:
-        session.add(
-            EscalationPolicyRecord(home_id=home.id, severity="high", policy=neighbour_first, updated_by="test")
-        )
+        session.add(EscalationPolicyRecord(home_id=home.id, severity="high", policy=neighbour_first, updated_by="test"))
     with sessions.begin() as session:
         leak = finding(home.id, FindingCode.WATER_LEAK, severity=Severity.HIGH)
         alert_id = ingest_finding(session, leak, TZ).alert_id
