@@ -26,6 +26,7 @@ from alerting.auth import CurrentUser, CurrentViewer, Viewer
 from alerting.escalation import Plan, State
 from alerting.messages import CAUSES
 from alerting.models import Alert, AlertStatus, AuditEntry, AwayPeriod, Escalation
+from alerting.response_times import AlertRecord, seconds_to
 from alerting.state import AppState
 from alerting.store import Outcome, Source, acknowledge, add_note, confirm_arrival, queue_call, resolve
 from carebed.registry import Home, Resident
@@ -158,7 +159,21 @@ def get_alert(request: Request, alert_id: int, viewer: CurrentViewer) -> AlertDe
             home=HomeOut.of(home, current_away(session, home.id), state.settings.tz) if home else None,
             audit=[AuditOut.model_validate(a) for a in audit],
             escalation=_escalation(session.get(Escalation, alert_id)),
+            response_s=seconds_to(record_of(alert)),
         )
+
+
+def record_of(alert: Alert, street: str = "", community: str = "") -> AlertRecord:
+    """The alert's response-time milestones."""
+    return AlertRecord(
+        street=street,
+        community=community,
+        created_at=alert.created_at,
+        notified_at=alert.first_notified_at,
+        acked_at=alert.acked_at,
+        arrived_at=alert.arrived_at,
+        resolved_at=alert.resolved_at,
+    )
 
 
 def _escalation(row: Escalation | None) -> EscalationOut | None:

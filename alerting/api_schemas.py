@@ -139,6 +139,9 @@ class AlertDetail(AlertOut):
     home: HomeOut | None
     audit: list[AuditOut]
     escalation: EscalationOut | None = None
+    response_s: dict[str, float | None] = Field(
+        default_factory=dict, description="Seconds from creation to notified, acknowledged, arrived, resolved."
+    )
 
 
 class ResolveIn(BaseModel):
