@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -61,6 +62,7 @@ class Policy(_Frozen):
     rounds: Annotated[int, Field(ge=1, le=10)] = 2
     arrival_s: Annotated[float, Field(gt=0, le=24 * 3600)] = 1800.0
     page_operators_at_start: bool = False
+    respect_quiet_hours: bool = Field(True, description="Skip responders in their quiet hours (not for critical).")
 
 
 def _default(wait_s: float, rounds: int, page: bool, channels: tuple[Channel, ...]) -> Policy:
@@ -72,6 +74,7 @@ def _default(wait_s: float, rounds: int, page: bool, channels: tuple[Channel, ..
         ),
         rounds=rounds,
         page_operators_at_start=page,
+        respect_quiet_hours=not page,
     )
 
 
@@ -92,6 +95,15 @@ class Contact(_Frozen):
     relation: str
     phone: str
     language: str
+    quiet_hours: str | None = None
+
+    def quiet_at(self, local: datetime) -> bool:
+        """Whether local time falls in the quiet span, which may run past midnight."""
+        if self.quiet_hours is None:
+            return False
+        start, end = (int(t[:2]) * 60 + int(t[3:]) for t in self.quiet_hours.split("-"))
+        minute = local.hour * 60 + local.minute
+        return start <= minute < end if start <= end else (minute >= start or minute < end)
 
 
 class PlanStep(_Frozen):
@@ -109,9 +121,12 @@ class Plan(_Frozen):
     rounds: int
     arrival_s: float
     page_operators_at_start: bool
+    quiet_hours_in: str | None = Field(None, description="Time zone of quiet hours; None if they do not apply.")
 
 
-def make_plan(policy: Policy, contacts: Sequence[Contact], time_scale: float = 1.0) -> Plan:
+def make_plan(
+    policy: Policy, contacts: Sequence[Contact], time_scale: float = 1.0, timezone: str = "Asia/Shanghai"
+) -> Plan:
     """Resolve targets to responder ids; steps with nobody to reach are dropped. ``time_scale`` shortens drills."""
     steps = []
     for step in policy.steps:
@@ -133,6 +148,7 @@ def make_plan(policy: Policy, contacts: Sequence[Contact], time_scale: float = 1
         rounds=policy.rounds,
         arrival_s=policy.arrival_s * time_scale,
         page_operators_at_start=policy.page_operators_at_start,
+        quiet_hours_in=timezone if policy.respect_quiet_hours else None,
     )
 
 
@@ -213,6 +229,7 @@ class Moved(_Frozen):
     round: int
     step: int
     reason: str
+    quiet: tuple[int, ...] = Field((), description="Responders of this step left alone in their quiet hours.")
 
 
 Action = Notify | PageOperators | CancelQueued | Moved
@@ -310,15 +327,17 @@ def _enter(
 ) -> Result:
     """Notify the first step from here that can reach someone; skip steps whose every channel has failed."""
     failed = set(state.failed)
+    local = now.astimezone(ZoneInfo(plan.quiet_hours_in)) if plan.quiet_hours_in else None
     while round_ < plan.rounds and plan.steps:
         planned = plan.steps[step]
+        quiet = tuple(r for r in planned.responders if local and plan.contacts[r].quiet_at(local))
         notified = {
             r: channels
             for r in planned.responders
-            if (channels := tuple(c for c in planned.channels if (r, c) not in failed))
+            if r not in quiet and (channels := tuple(c for c in planned.channels if (r, c) not in failed))
         }
         if notified or planned.operators:
-            actions = [*actions, Moved(round=round_, step=step, reason=reason)]
+            actions = [*actions, Moved(round=round_, step=step, reason=reason, quiet=quiet)]
             actions += [
                 Notify(responder=r, channel=c, round=round_, step=step) for r, cs in notified.items() for c in cs
             ]

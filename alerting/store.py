@@ -103,10 +103,17 @@ def start_escalation(session: Session, alert: Alert, tz: ZoneInfo, time_scale: f
     record = session.get(EscalationPolicyRecord, (alert.home_id, alert.severity))
     policy = esc.Policy.model_validate(record.policy) if record else esc.DEFAULT_POLICIES[Severity(alert.severity)]
     contacts = [
-        esc.Contact(id=r.id, position=r.position, relation=r.relation, phone=r.phone, language=r.language)
+        esc.Contact(
+            id=r.id,
+            position=r.position,
+            relation=r.relation,
+            phone=r.phone,
+            language=r.language,
+            quiet_hours=r.quiet_hours,
+        )
         for r in (home.responders if home else [])
     ]
-    plan = esc.make_plan(policy, contacts, time_scale)
+    plan = esc.make_plan(policy, contacts, time_scale, tz.key)
     state = esc.State()
     session.add(
         Escalation(alert_id=alert.id, plan=plan.model_dump(mode="json"), state=state.model_dump(mode="json"), phase="")
@@ -202,7 +209,7 @@ def _carry_out(
                 "escalated",
                 source,
                 actor,
-                {"round": action.round, "step": action.step, "reason": action.reason},
+                {"round": action.round, "step": action.step, "reason": action.reason, "quiet": list(action.quiet)},
             )
 
 

@@ -194,3 +194,34 @@ def test_the_twilio_table() -> None:
     assert classify_status("failed", 30005) == classify_status("undelivered", 30004) == Verdict.PERMANENT
     assert classify_status("failed", 20500) == Verdict.UNANSWERED
     assert classify_status("ringing") == classify_status("queued") == Verdict.PROGRESS
+
+
+def test_quiet_hours_hold_back_non_critical_alerts_but_never_critical_ones() -> None:
+    sleeper = CONTACTS[0].model_copy(update={"quiet_hours": "22:00-07:00"})
+    contacts = [sleeper, *CONTACTS[1:]]
+    night = datetime(2026, 11, 24, 23, 30, tzinfo=UTC) - timedelta(hours=8)  # 23:30 in Shanghai
+    high = esc.make_plan(esc.DEFAULT_POLICIES[Severity.HIGH], contacts, timezone="Asia/Shanghai")
+    state, actions = esc.advance(high, esc.State(), night, esc.Start())
+    assert [(a.responder, a.channel) for a in actions if isinstance(a, esc.Notify)] == [
+        (12, Channel.SMS),
+        (12, Channel.VOICE),
+    ]
+    assert esc.Moved(round=0, step=1, reason="start", quiet=()) in actions and state.step == 1
+    assert esc.Moved(round=0, step=0, reason="start", quiet=(11,)) not in actions  # step 0 had nobody awake
+
+    critical = esc.make_plan(esc.DEFAULT_POLICIES[Severity.CRITICAL], contacts, timezone="Asia/Shanghai")
+    _, actions = esc.advance(critical, esc.State(), night, esc.Start())
+    assert [a.responder for a in actions if isinstance(a, esc.Notify)] == [11, 11]
+
+    morning = night + timedelta(hours=8)
+    _, actions = esc.advance(high, esc.State(), morning, esc.Start())
+    assert [a.responder for a in actions if isinstance(a, esc.Notify)] == [11, 11]
+
+
+def test_quiet_spans_within_a_day_and_past_midnight() -> None:
+    def quiet(span: str, hour: int, minute: int = 0) -> bool:
+        contact = CONTACTS[0].model_copy(update={"quiet_hours": span})
+        return contact.quiet_at(datetime(2026, 1, 1, hour, minute))
+
+    assert quiet("22:00-07:00", 23) and quiet("22:00-07:00", 6, 59) and not quiet("22:00-07:00", 7)
+    assert quiet("13:00-14:30", 14, 29) and not quiet("13:00-14:30", 14, 30) and not quiet("13:00-14:30", 12)

@@ -1,4 +1,4 @@
-"""escalation: plans and states per alert, policies per home, response times, notification steps
+"""escalation: plans and states per alert, policies per home, quiet hours, response times, notification steps
 
 Revision ID: 0005_escalation
 Revises: 0002_console
@@ -23,6 +23,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("first_notified_at", carebed.db.UtcDateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("arrived_at", carebed.db.UtcDateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("arrived_by", sa.String(length=100), nullable=True))
+    with op.batch_alter_table("responders") as batch:
+        batch.add_column(sa.Column("quiet_hours", sa.String(length=11), nullable=True))
     with op.batch_alter_table("notifications") as batch:
         batch.add_column(sa.Column("round", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("step", sa.Integer(), nullable=True))
@@ -60,6 +62,8 @@ def downgrade() -> None:
     with op.batch_alter_table("notifications") as batch:
         batch.drop_column("step")
         batch.drop_column("round")
+    with op.batch_alter_table("responders") as batch:
+        batch.drop_column("quiet_hours")
     with op.batch_alter_table("alerts") as batch:
         batch.drop_column("arrived_by")
         batch.drop_column("arrived_at")
