@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -190,31 +190,29 @@ def _escalation(row: Escalation | None) -> EscalationOut | None:
     )
 
 
-@router.post("/alerts/{alert_id}/ack")
-def ack_alert(request: Request, alert_id: int, viewer: CurrentViewer) -> AlertOut:
+def _console_change(
+    request: Request, alert_id: int, viewer: Viewer, change: Callable[[Session, Alert, str, Source], bool]
+) -> AlertOut:
     state = app_state(request)
     with state.sessions.begin() as session:
         alert = _get_alert(session, alert_id, viewer)
-        changed = acknowledge(session, alert, actor=viewer.username, source=Source.CONSOLE)
+        changed = change(session, alert, viewer.username, Source.CONSOLE)
         session.flush()
         result = AlertOut.model_validate(alert)
     if changed:
         state.changed()
     return result
+
+
+@router.post("/alerts/{alert_id}/ack")
+def ack_alert(request: Request, alert_id: int, viewer: CurrentViewer) -> AlertOut:
+    return _console_change(request, alert_id, viewer, acknowledge)
 
 
 @router.post("/alerts/{alert_id}/arrived")
 def arrived(request: Request, alert_id: int, viewer: CurrentViewer) -> AlertOut:
     """Someone reported by phone that they are with the resident: the operator records it."""
-    state = app_state(request)
-    with state.sessions.begin() as session:
-        alert = _get_alert(session, alert_id, viewer)
-        changed = confirm_arrival(session, alert, actor=viewer.username, source=Source.CONSOLE)
-        session.flush()
-        result = AlertOut.model_validate(alert)
-    if changed:
-        state.changed()
-    return result
+    return _console_change(request, alert_id, viewer, confirm_arrival)
 
 
 @router.post("/alerts/{alert_id}/resolve")

@@ -45,6 +45,10 @@ VOICE_ACCEPTED = {
     "zh-CN": "已确认，谢谢您。到达后请回复短信3。",
     "en": "Thank you, you have accepted. Please reply 3 by text when you arrive.",
 }
+VOICE_TAKEN = {
+    "zh-CN": "此告警已由他人接受，谢谢您。",
+    "en": "Someone else has already accepted this alert. Thank you.",
+}
 VOICE_PASSED = {"zh-CN": "好的，我们将通知下一位联系人。", "en": "Thank you, we will call the next person."}
 VOICE_NO_KEY = {
     "zh-CN": "没有收到按键，我们将联系其他人。再见。",

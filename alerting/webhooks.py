@@ -20,7 +20,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from alerting import escalation as esc
 from alerting.escalator import transact
-from alerting.messages import SMS_CONFIRM, VOICE_ACCEPTED, VOICE_NO_KEY, VOICE_PASSED, VOICE_PROMPT
+from alerting.messages import SMS_CONFIRM, VOICE_ACCEPTED, VOICE_NO_KEY, VOICE_PASSED, VOICE_PROMPT, VOICE_TAKEN
 from alerting.models import Alert, AlertStatus, Notification
 from alerting.state import AppState
 from alerting.store import (
@@ -117,8 +117,8 @@ def gather(request: Request, notification_id: int, form: Form) -> Response:
         key = contact_of(loaded[1], notification) if loaded else None
         alert, language = notification.alert, notification.language
         if digits == "1":
-            acknowledge(session, alert, _actor(key), Source.KEY_PRESS, key)
-            return VOICE_ACCEPTED[language]
+            took = acknowledge(session, alert, _actor(key), Source.KEY_PRESS, key) or alert.acked_by == _actor(key)
+            return (VOICE_ACCEPTED if took else VOICE_TAKEN)[language]
         if digits == "2" and key is not None:
             escalate(session, alert, esc.Passed(responder=key), Source.KEY_PRESS, _actor(key), state.settings.tz)
             return VOICE_PASSED[language]
