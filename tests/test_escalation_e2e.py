@@ -13,7 +13,9 @@ import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 
+from alerting.auth import Role, create_user
 from carebed import topics
+from carebed.db import make_engine, make_sessionmaker
 from carebed.mqtt import MqttClient, Outbound
 from carebed.registry import HomeSpec, RegistryFile
 from carebed.schemas import Finding, FindingCode, Severity, dump, utc_now
@@ -51,6 +53,12 @@ class Rig:
         self.env["CAREBED_ESCALATION_TIME_SCALE"] = str(time_scale)
         start_alerting(self.services, self.settings)
         self.api = login(self.base)
+
+    def supervisor(self) -> httpx.Client:
+        """A supervisor account, added while the service runs (users are read on each request)."""
+        with make_sessionmaker(make_engine(self.settings.sqlalchemy_url)).begin() as session:
+            create_user(session, "chief", "supervisor password 1", Role.SUPERVISOR)
+        return login(self.base, "chief", "supervisor password 1")
 
     def restart(self) -> None:
         self.services["alerting"].kill()  # no clean shutdown
@@ -171,6 +179,33 @@ def test_an_unanswered_call_moves_on_at_once_and_sms_replies_acknowledge_and_con
     assert final["response_s"]["arrived"] >= final["response_s"]["acknowledged"] > 0
     stranger = rig.post("/twilio/sms", {"From": "+8613000000000", "Body": "1"})
     assert stranger.status_code == 200 and "<Message" not in stranger.text
+
+    chief = rig.supervisor()
+    assert rig.api.get("/api/v1/reports/response-times").status_code == 403  # operators do not see it
+    report = chief.get("/api/v1/reports/response-times", params={"group": "street"}).json()
+    [street, total] = report["rows"]
+    assert (street["street"], street["alerts"], total["street"], total["alerts"]) == (home.street, 1, "", 1)
+    assert street["acked_within_s"] == {"60": 1.0, "180": 1.0}
+    assert street["percentiles_s"]["arrived"]["50"] == final["response_s"]["arrived"]
+
+
+def test_a_home_policy_applies_to_the_next_alert(rig: Rig) -> None:
+    rig.start(time_scale=0.5)
+    home = rig.registry.homes[1]
+    path = f"/api/v1/homes/{home.id}/escalation-policies/critical"
+    assert rig.api.get(path).json()["source"] == "default"
+    neighbour_first = {"steps": [{"targets": ["responder:1"], "channels": ["voice"], "wait_s": 30}], "rounds": 1}
+    assert rig.api.put(path, json=neighbour_first).status_code == 403  # supervisors only
+    chief = rig.supervisor()
+    assert chief.put(path, json={"steps": [{"targets": []}]}).status_code == 422
+    assert chief.put(path, json=neighbour_first).status_code == 200
+    assert rig.api.get(path).json()["source"] == "home"
+
+    alert = rig.sos(home)
+    rig.sent(alert["id"], "voice", home.responders[1].phone)
+    assert [(n["channel"], n["recipient"]) for n in rig.detail(alert["id"])["notifications"]] == [
+        ("voice", home.responders[1].phone)
+    ]
 
 
 def test_twilio_errors_are_retried_without_loss_or_duplicate_and_a_permanent_one_skips_the_responder(
