@@ -56,8 +56,10 @@ class Rig:
 
     def supervisor(self) -> httpx.Client:
         """A supervisor account, added while the service runs (users are read on each request)."""
-        with make_sessionmaker(make_engine(self.settings.sqlalchemy_url)).begin() as session:
+        engine = make_engine(self.settings.sqlalchemy_url)
+        with make_sessionmaker(engine).begin() as session:
             create_user(session, "chief", "supervisor password 1", Role.SUPERVISOR)
+        engine.dispose()
         return login(self.base, "chief", "supervisor password 1")
 
     def restart(self) -> None:
