@@ -225,3 +225,22 @@ def test_quiet_spans_within_a_day_and_past_midnight() -> None:
 
     assert quiet("22:00-07:00", 23) and quiet("22:00-07:00", 6, 59) and not quiet("22:00-07:00", 7)
     assert quiet("13:00-14:30", 14, 29) and not quiet("13:00-14:30", 14, 30) and not quiet("13:00-14:30", 12)
+
+
+ANY_EVENT = st.one_of(
+    EVENTS,
+    st.just(esc.Start()),
+    st.just(esc.Closed()),
+    st.builds(esc.Acked, responder=st.sampled_from([None, 11, 12])),
+    st.builds(esc.Arrived, responder=st.sampled_from([None, 11, 12])),
+)
+
+
+@given(history=st.lists(st.tuples(st.floats(0, 5000), ANY_EVENT), max_size=25), again=ANY_EVENT)
+def test_every_event_is_idempotent(history: list[tuple[float, esc.Event]], again: esc.Event) -> None:
+    """Twilio retries callbacks and people press twice: the second copy of an event changes nothing."""
+    state, _ = run(CRITICAL, (0, esc.Start()), *sorted(history, key=lambda e: e[0]))
+    now = at(6000)
+    once, _ = esc.advance(CRITICAL, state, now, again)
+    twice, actions = esc.advance(CRITICAL, once, now, again)
+    assert (twice, actions) == (once, [])
