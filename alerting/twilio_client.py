@@ -22,6 +22,7 @@ from carebed.settings import Settings
 log = logging.getLogger(__name__)
 
 HTTP_TIMEOUT_S = 15.0
+RING_S = 30  # an unanswered call ends (no-answer) and the escalation moves on, before most voicemails pick up
 
 
 class SendError(Exception):
@@ -119,7 +120,7 @@ class TwilioSender:
         if status_callback:
             how["status_callback"] = status_callback
         with _errors():
-            placed = _quick_retry(self._client.calls.create, to=to, from_=self._from, **how)
+            placed = _quick_retry(self._client.calls.create, to=to, from_=self._from, timeout=RING_S, **how)
         return Sent(sid=str(placed.sid), status=str(placed.status))
 
     def find_sent(self, to: str, body: str, since: datetime, channel: str = "sms") -> Sent | None:

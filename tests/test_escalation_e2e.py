@@ -134,6 +134,7 @@ def test_sos_calls_and_texts_step_one_and_a_key_press_stops_all_calls(rig: Rig) 
     hooks = f"{rig.base}/twilio"
     assert placed.form["Url"] == [f"{hooks}/voice/{call['id']}"]
     assert placed.form["StatusCallback"] == [f"{hooks}/status/{call['id']}"]
+    assert placed.form["Timeout"] == ["30"]
 
     menu = rig.post(f"/twilio/voice/{call['id']}", {"CallSid": placed.response["sid"]})
     assert menu.status_code == 200
