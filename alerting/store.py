@@ -213,9 +213,11 @@ def _carry_out(
             )
 
 
-def contact_of(plan: esc.Plan, notification: Notification) -> int | None:
+def contact_key(session: Session, notification: Notification) -> int | None:
     """The plan's key for the responder a notification went to (the registry may have changed since)."""
-    return next((key for key, c in plan.contacts.items() if c.phone == notification.recipient), None)
+    loaded = load_escalation(session, notification.alert_id)
+    contacts = loaded[1].contacts.items() if loaded else ()
+    return next((key for key, c in contacts if c.phone == notification.recipient), None)
 
 
 def record_status(
@@ -240,8 +242,7 @@ def channel_ended(session: Session, notification: Notification, *, permanent: bo
     """A message or call went unanswered or failed: the escalation may move on at once."""
     if notification.round is None or notification.step is None:
         return False
-    loaded = load_escalation(session, notification.alert_id)
-    key = contact_of(loaded[1], notification) if loaded else None
+    key = contact_key(session, notification)
     if key is None:
         return False
     event = esc.ChannelEnded(

@@ -29,9 +29,8 @@ from alerting.store import (
     acknowledge,
     channel_ended,
     confirm_arrival,
-    contact_of,
+    contact_key,
     escalate,
-    load_escalation,
     record_status,
     resolve,
 )
@@ -111,23 +110,20 @@ def gather(request: Request, notification_id: int, form: Form) -> Response:
     state = _state(request)
     digits = form.get("Digits", "")
 
-    def work(session: Session) -> str:
+    def work(session: Session) -> tuple[str, str]:
         notification = _notification(session, notification_id)
-        loaded = load_escalation(session, notification.alert_id)
-        key = contact_of(loaded[1], notification) if loaded else None
+        key = contact_key(session, notification)
         alert, language = notification.alert, notification.language
         if digits == "1":
             took = acknowledge(session, alert, _actor(key), Source.KEY_PRESS, key) or alert.acked_by == _actor(key)
-            return (VOICE_ACCEPTED if took else VOICE_TAKEN)[language]
+            return (VOICE_ACCEPTED if took else VOICE_TAKEN)[language], language
         if digits == "2" and key is not None:
             escalate(session, alert, esc.Passed(responder=key), Source.KEY_PRESS, _actor(key), state.settings.tz)
-            return VOICE_PASSED[language]
-        return VOICE_NO_KEY[language]
+            return VOICE_PASSED[language], language
+        return VOICE_NO_KEY[language], language
 
-    answer = transact(state.sessions, work)
+    answer, language = transact(state.sessions, work)
     _changed(state)
-    with state.sessions() as session:
-        language = _notification(session, notification_id).language
     response = VoiceResponse()
     _say(response, answer, language)
     return _twiml(response)
@@ -175,8 +171,7 @@ def sms_reply(request: Request, form: Form) -> Response:
         alert, language = notification.alert, notification.language
         if parsed is None:
             return SMS_CONFIRM["unknown"][language], language
-        loaded = load_escalation(session, alert.id)
-        key = contact_of(loaded[1], notification) if loaded else None
+        key = contact_key(session, notification)
         reply, actor = parsed[0], _actor(key)
         done = "too_late"
         if reply == esc.Reply.ACCEPT and acknowledge(session, alert, actor, Source.SMS_REPLY, key):

@@ -25,16 +25,14 @@ sys.path.insert(0, str(ROOT))
 
 from alerting.dashboard import percentile  # noqa: E402
 from alerting.models import Alert, Notification  # noqa: E402
-from carebed import topics  # noqa: E402
 from carebed.broker import Mosquitto, free_port, wait_for_port  # noqa: E402
 from carebed.db import make_engine, make_sessionmaker, migrate  # noqa: E402
-from carebed.mqtt import MqttClient, Outbound  # noqa: E402
+from carebed.mqtt import MqttClient  # noqa: E402
 from carebed.registry import import_registry  # noqa: E402
-from carebed.schemas import Finding, FindingCode, Severity, dump, utc_now  # noqa: E402
 from carebed.settings import Settings  # noqa: E402
 from simulators.homes import build_registry  # noqa: E402
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PRISM, TWILIO_FROM, TWILIO_SPEC  # noqa: E402
-from tests.support import ServiceProcess, TwilioRecorder, wait_for  # noqa: E402
+from tests.support import ServiceProcess, TwilioRecorder, publish_sos_finding, wait_for  # noqa: E402
 
 
 def main() -> None:
@@ -78,18 +76,7 @@ def main() -> None:
         device.start()
         published = {}
         for home in registry.homes:
-            now = utc_now()
-            finding = Finding(
-                id=f"{home.id}:sos:{now.isoformat()}",
-                home_id=home.id,
-                code=FindingCode.SOS,
-                severity=Severity.CRITICAL,
-                ts=now,
-                detected_at=now,
-                summary="SOS button pressed",
-            )
-            published[home.id] = utc_now()
-            device.publish(Outbound(topics.findings(home.id), dump(finding)))
+            published[home.id] = publish_sos_finding(device, home.id)
             home_phone = home.responders[0].phone
             wait_for(lambda p=home_phone: len(twilio.calls_to(p)) and len(twilio.messages_to(p)), 30, "step 1")
             time.sleep(0.5)  # pacing: one alert at a time, as they arrive in life

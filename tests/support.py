@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,10 +20,28 @@ from urllib.parse import parse_qs
 
 import httpx
 
+from carebed import topics
 from carebed.mqtt import Inbound, MqttClient, Outbound
+from carebed.schemas import Finding, FindingCode, Severity, dump, utc_now
 from carebed.settings import Settings
 
 T = TypeVar("T")
+
+
+def publish_sos_finding(client: MqttClient, home_id: str) -> datetime:
+    """A detector's SOS finding on the internal topic, as the detector publishes it; returns its time."""
+    now = utc_now()
+    finding = Finding(
+        id=f"{home_id}:sos:{now.isoformat()}",
+        home_id=home_id,
+        code=FindingCode.SOS,
+        severity=Severity.CRITICAL,
+        ts=now,
+        detected_at=now,
+        summary="SOS button pressed",
+    )
+    client.publish(Outbound(topics.findings(home_id), dump(finding)))
+    return now
 
 
 def wait_for(condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05) -> T:

@@ -14,14 +14,12 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from alerting.auth import Role, create_user
-from carebed import topics
 from carebed.db import make_engine, make_sessionmaker
-from carebed.mqtt import MqttClient, Outbound
+from carebed.mqtt import MqttClient
 from carebed.registry import HomeSpec, RegistryFile
-from carebed.schemas import Finding, FindingCode, Severity, dump, utc_now
 from carebed.settings import Settings
 from tests.conftest import AUTH_TOKEN, alerting_url, login
-from tests.support import RecordedRequest, ServiceProcess, TwilioRecorder, wait_for
+from tests.support import RecordedRequest, ServiceProcess, TwilioRecorder, publish_sos_finding, wait_for
 from tests.test_end_to_end import alerts_of, start_alerting
 
 pytestmark = pytest.mark.integration
@@ -68,18 +66,8 @@ class Rig:
         self.api = login(self.base)
 
     def sos(self, home: HomeSpec) -> dict[str, Any]:
-        """A detector's SOS finding on the internal topic, as the detector publishes it; returns the alert."""
-        now = utc_now()
-        finding = Finding(
-            id=f"{home.id}:sos:{now.isoformat()}",
-            home_id=home.id,
-            code=FindingCode.SOS,
-            severity=Severity.CRITICAL,
-            ts=now,
-            detected_at=now,
-            summary="SOS button pressed",
-        )
-        self.device.publish(Outbound(topics.findings(home.id), dump(finding)))
+        """An SOS finding from the detector; returns the alert it opened."""
+        publish_sos_finding(self.device, home.id)
         alert: dict[str, Any] = wait_for(lambda: alerts_of(self.api, home.id), 20, f"the alert of {home.id}")[0]
         return alert
 
