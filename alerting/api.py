@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -11,12 +11,24 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, selectinload
 
-from alerting.api_schemas import AlertDetail, AlertOut, AuditOut, CallIn, Health, HomeOut, NoteIn, ResolveIn
+from alerting.api_schemas import (
+    AlertDetail,
+    AlertOut,
+    AuditOut,
+    CallIn,
+    EscalationOut,
+    Health,
+    HomeOut,
+    NoteIn,
+    ResolveIn,
+)
 from alerting.auth import CurrentUser, CurrentViewer, Viewer
+from alerting.escalation import Plan, State
 from alerting.messages import CAUSES
-from alerting.models import Alert, AlertStatus, AuditEntry, AwayPeriod
+from alerting.models import Alert, AlertStatus, AuditEntry, AwayPeriod, Escalation
+from alerting.response_times import AlertRecord, seconds_to
 from alerting.state import AppState
-from alerting.store import Outcome, Source, acknowledge, add_note, queue_call, resolve
+from alerting.store import Outcome, Source, acknowledge, add_note, confirm_arrival, queue_call, resolve
 from carebed.registry import Home, Resident
 from carebed.schemas import Feedback, FeedbackKind, FindingCode, utc_now
 
@@ -146,20 +158,61 @@ def get_alert(request: Request, alert_id: int, viewer: CurrentViewer) -> AlertDe
             cause=CAUSES[FindingCode(alert.code)],
             home=HomeOut.of(home, current_away(session, home.id), state.settings.tz) if home else None,
             audit=[AuditOut.model_validate(a) for a in audit],
+            escalation=_escalation(session.get(Escalation, alert_id)),
+            response_s=seconds_to(record_of(alert)),
         )
 
 
-@router.post("/alerts/{alert_id}/ack")
-def ack_alert(request: Request, alert_id: int, viewer: CurrentViewer) -> AlertOut:
+def record_of(alert: Alert, street: str = "", community: str = "") -> AlertRecord:
+    """The alert's response-time milestones."""
+    return AlertRecord(
+        street=street,
+        community=community,
+        created_at=alert.created_at,
+        notified_at=alert.first_notified_at,
+        acked_at=alert.acked_at,
+        arrived_at=alert.arrived_at,
+        resolved_at=alert.resolved_at,
+    )
+
+
+def _escalation(row: Escalation | None) -> EscalationOut | None:
+    if row is None:
+        return None
+    plan, state = Plan.model_validate(row.plan), State.model_validate(row.state)
+    return EscalationOut(
+        phase=state.phase,
+        round=state.round,
+        step=state.step,
+        steps=len(plan.steps),
+        rounds=plan.rounds,
+        next_at=state.deadline,
+    )
+
+
+def _console_change(
+    request: Request, alert_id: int, viewer: Viewer, change: Callable[[Session, Alert, str, Source], bool]
+) -> AlertOut:
     state = app_state(request)
     with state.sessions.begin() as session:
         alert = _get_alert(session, alert_id, viewer)
-        changed = acknowledge(session, alert, actor=viewer.username, source=Source.CONSOLE)
+        changed = change(session, alert, viewer.username, Source.CONSOLE)
         session.flush()
         result = AlertOut.model_validate(alert)
     if changed:
         state.changed()
     return result
+
+
+@router.post("/alerts/{alert_id}/ack")
+def ack_alert(request: Request, alert_id: int, viewer: CurrentViewer) -> AlertOut:
+    return _console_change(request, alert_id, viewer, acknowledge)
+
+
+@router.post("/alerts/{alert_id}/arrived")
+def arrived(request: Request, alert_id: int, viewer: CurrentViewer) -> AlertOut:
+    """Someone reported by phone that they are with the resident: the operator records it."""
+    return _console_change(request, alert_id, viewer, confirm_arrival)
 
 
 @router.post("/alerts/{alert_id}/resolve")

@@ -30,6 +30,9 @@ class NotificationOut(_Out):
     last_error: str | None
     created_at: datetime
     sent_at: datetime | None
+    provider_status: str | None = None
+    round: int | None = None
+    step: int | None = None
 
 
 class AuditOut(_Out):
@@ -58,6 +61,9 @@ class AlertOut(_Out):
     acked_at: datetime | None
     acked_by: str | None
     ack_source: str | None
+    first_notified_at: datetime | None = None
+    arrived_at: datetime | None = None
+    arrived_by: str | None = None
     resolved_at: datetime | None
     outcome: str | None
     notifications: list[NotificationOut]
@@ -119,10 +125,23 @@ class HomeOut(BaseModel):
         )
 
 
+class EscalationOut(BaseModel):
+    phase: str
+    round: int
+    step: int
+    steps: int
+    rounds: int
+    next_at: datetime | None
+
+
 class AlertDetail(AlertOut):
     cause: dict[str, str]
     home: HomeOut | None
     audit: list[AuditOut]
+    escalation: EscalationOut | None = None
+    response_s: dict[str, float | None] = Field(
+        default_factory=dict, description="Seconds from creation to notified, acknowledged, arrived, resolved."
+    )
 
 
 class ResolveIn(BaseModel):

@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import REGISTRY, make_asgi_app
 from starlette.middleware.sessions import SessionMiddleware
 
-from alerting import api, console, console_api
+from alerting import api, console, console_api, webhooks
 from alerting.metrics import OpenAlertsCollector
 from alerting.state import AppState
 from alerting.twilio_client import make_sender
@@ -33,12 +33,14 @@ def create_app(settings: Settings) -> FastAPI:
         collector = OpenAlertsCollector(state.sessions)
         REGISTRY.register(collector)
         state.dispatcher.start()
+        state.escalator.start()
         state.consumer.mqtt.start()
         state.activity.start()
         log.info("alerting ready", extra={"port": settings.http_port})
         yield
         state.activity.stop()
         state.consumer.mqtt.stop()
+        state.escalator.stop()
         state.dispatcher.stop()
         REGISTRY.unregister(collector)
         engine.dispose()
@@ -56,6 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(api.router)
     app.include_router(console_api.router)
     app.include_router(console.router)
+    app.include_router(webhooks.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     app.mount("/metrics", make_asgi_app())
     return app

@@ -1,30 +1,40 @@
-"""REST API v1 for the rest of the console: who am I, away periods, activity chart, registry, dashboard."""
+"""REST API v1 for the rest of the console: who am I, away periods, activity chart, registry, dashboard,
+escalation policies and the response-time report."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from alerting.api import app_state, current_away
+from alerting.api import app_state, current_away, record_of
 from alerting.api_schemas import AwayIn, AwayOut, HomeOut
 from alerting.auth import CurrentViewer, Supervisor, Viewer
 from alerting.dashboard import AlertTimes, summarise
-from alerting.models import ActivityBucket, Alert, AlertStatus, AwayPeriod, DeviceSeen, Notification
+from alerting.escalation import DEFAULT_POLICIES, Policy
+from alerting.models import (
+    ActivityBucket,
+    Alert,
+    AlertStatus,
+    AwayPeriod,
+    DeviceSeen,
+    EscalationPolicyRecord,
+    Notification,
+)
+from alerting.response_times import report
 from carebed.registry import Device, Home, import_registry
 from carebed.registry_files import CSV_COLUMNS, RegistryFileError, parse_registry
-from carebed.schemas import Feedback, FeedbackKind, utc_now
+from carebed.schemas import Feedback, FeedbackKind, Severity, utc_now
 
 router = APIRouter(prefix="/api/v1")
 
 MAX_IMPORT_BYTES = 2_000_000
-# Until escalation policies exist, every home has the same one; the console says so.
-ESCALATION_POLICY = "first_responder_sms"
 
 
 def _home(session: Session, home_id: str, viewer: Viewer) -> Home:
@@ -121,11 +131,17 @@ def registry(request: Request, viewer: CurrentViewer) -> dict[str, Any]:
             row.device_id: row
             for row in session.scalars(select(DeviceSeen).where(DeviceSeen.home_id.in_([h.id for h in homes])))
         }
+        own = {
+            (r.home_id, r.severity)
+            for r in session.scalars(
+                select(EscalationPolicyRecord).where(EscalationPolicyRecord.home_id.in_([h.id for h in homes]))
+            )
+        }
         out = []
         for home in homes:
             data = HomeOut.of(home, current_away(session, home.id), state.settings.tz).model_dump(mode="json")
             data["devices"] = [_device(d, seen.get(d.id), offline_after) for d in home.devices]
-            data["escalation_policy"] = ESCALATION_POLICY
+            data["escalation_policy"] = {s.value: "home" if (home.id, s.value) in own else "default" for s in Severity}
             out.append(data)
     return {"homes": out, "csv_columns": list(CSV_COLUMNS)}
 
@@ -196,3 +212,63 @@ def dashboard(request: Request, viewer: Supervisor, days: Annotated[int, Query(g
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+@router.get("/homes/{home_id}/escalation-policies/{severity}")
+def get_policy(request: Request, home_id: str, severity: Severity, viewer: CurrentViewer) -> dict[str, Any]:
+    """The policy new alerts of this home and severity will copy: the home's own, or the default."""
+    with app_state(request).sessions() as session:
+        _home(session, home_id, viewer)
+        record = session.get(EscalationPolicyRecord, (home_id, severity.value))
+        policy = Policy.model_validate(record.policy) if record else DEFAULT_POLICIES[severity]
+        return {"source": "home" if record else "default", "policy": policy.model_dump(mode="json")}
+
+
+@router.put("/homes/{home_id}/escalation-policies/{severity}")
+def put_policy(request: Request, home_id: str, severity: Severity, body: Policy, viewer: Supervisor) -> dict[str, Any]:
+    """Applies to alerts that start from now on; alerts in flight keep the plan they started with."""
+    state = app_state(request)
+    with state.sessions.begin() as session:
+        _home(session, home_id, viewer)
+        record = session.get(EscalationPolicyRecord, (home_id, severity.value))
+        if record is None:
+            record = EscalationPolicyRecord(home_id=home_id, severity=severity.value, updated_by=viewer.username)
+            session.add(record)
+        record.policy, record.updated_by = body.model_dump(mode="json"), viewer.username
+    return {"source": "home", "policy": body.model_dump(mode="json")}
+
+
+@router.delete("/homes/{home_id}/escalation-policies/{severity}")
+def delete_policy(request: Request, home_id: str, severity: Severity, viewer: Supervisor) -> dict[str, str]:
+    with app_state(request).sessions.begin() as session:
+        _home(session, home_id, viewer)
+        record = session.get(EscalationPolicyRecord, (home_id, severity.value))
+        if record is not None:
+            session.delete(record)
+    return {"source": "default"}
+
+
+@router.get("/reports/response-times")
+def response_times(
+    request: Request,
+    viewer: Supervisor,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
+    group: Literal["street", "community"] = "community",
+) -> dict[str, Any]:
+    """Share acknowledged within 60 s and 180 s (targets 97.5 % and 99 %) and percentiles, per area and period."""
+    until = until or utc_now()
+    since = since or until - timedelta(days=30)
+    with app_state(request).sessions() as session:
+        rows = session.execute(
+            select(Alert, Home.street, Home.community)
+            .outerjoin(Home, Home.id == Alert.home_id)
+            .where(Alert.created_at >= since, Alert.created_at < until, Alert.home_id.in_(viewer.homes()))
+        ).all()
+    records = [record_of(a, street or "", community or "") for a, street, community in rows]
+    return {
+        "since": since,
+        "until": until,
+        "group": group,
+        "rows": [_public(asdict(row)) for row in report(records, group)],
+    }

@@ -29,6 +29,7 @@ class FindingConsumer:
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], on_change: Callable[[], None]) -> None:
         self._sessions = sessions
         self._tz: ZoneInfo = settings.tz
+        self._time_scale = settings.escalation_time_scale
         self._on_change = on_change
         self.mqtt = MqttClient(settings, client_id="carebed-alerting")
         self.mqtt.subscribe(topics.FINDINGS_SUBSCRIPTION, self.handle)
@@ -61,4 +62,4 @@ class FindingConsumer:
     def _ingest(self, finding: Finding) -> IngestResult:
         """Retried while the database is unreachable; the broker keeps the message meanwhile."""
         with self._sessions.begin() as session:
-            return ingest_finding(session, finding, self._tz)
+            return ingest_finding(session, finding, self._tz, self._time_scale)

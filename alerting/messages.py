@@ -36,6 +36,34 @@ CAUSES: dict[FindingCode, dict[str, str]] = {
 
 _URGENT = {Severity.CRITICAL, Severity.HIGH}
 
+# The reply codes are alerting.escalation.REPLIES; these lines tell responders about them.
+REPLY_HINT = {
+    "zh-CN": "回复1接受，2转给下一位，3表示已到达，9表示已处理。",
+    "en": "Reply 1 to accept, 2 to pass it on, 3 when you arrive, 9 when resolved.",
+}
+VOICE_PROMPT = {"zh-CN": "接受请按1，转给下一位请按2。", "en": "Press 1 to accept. Press 2 to pass it on."}
+VOICE_ACCEPTED = {
+    "zh-CN": "已确认，谢谢您。到达后请回复短信3。",
+    "en": "Thank you, you have accepted. Please reply 3 by text when you arrive.",
+}
+VOICE_TAKEN = {
+    "zh-CN": "此告警已由他人接受，谢谢您。",
+    "en": "Someone else has already accepted this alert. Thank you.",
+}
+VOICE_PASSED = {"zh-CN": "好的，我们将通知下一位联系人。", "en": "Thank you, we will call the next person."}
+VOICE_NO_KEY = {
+    "zh-CN": "没有收到按键，我们将联系其他人。再见。",
+    "en": "No key was pressed. We will call others. Goodbye.",
+}
+SMS_CONFIRM = {
+    "accept": {"zh-CN": "已确认由您处理告警 #{id}，谢谢。", "en": "You have accepted alert #{id}. Thank you."},
+    "pass": {"zh-CN": "好的，告警 #{id} 将通知下一位。", "en": "Alert #{id} is passed on. Thank you."},
+    "arrived": {"zh-CN": "已记录您到达（告警 #{id}）。", "en": "Arrival recorded for alert #{id}."},
+    "resolved": {"zh-CN": "告警 #{id} 已关闭，谢谢。", "en": "Alert #{id} is closed. Thank you."},
+    "unknown": {"zh-CN": "未能识别回复。", "en": "Reply not understood."},
+    "too_late": {"zh-CN": "告警 #{id} 已由他人处理，谢谢。", "en": "Alert #{id} has already been taken. Thank you."},
+}
+
 
 @dataclass(frozen=True, slots=True)
 class AlertText:

@@ -24,6 +24,7 @@ class NotificationStatus(StrEnum):
     SENT = "sent"
     DRY_RUN = "dry_run"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class Alert(Base):
@@ -47,6 +48,11 @@ class Alert(Base):
     acked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     acked_by: Mapped[str | None] = mapped_column(String(100))
     ack_source: Mapped[str | None] = mapped_column(String(20))
+    first_notified_at: Mapped[datetime | None] = mapped_column(
+        UtcDateTime, doc="When Twilio first accepted a message or call for it."
+    )
+    arrived_at: Mapped[datetime | None] = mapped_column(UtcDateTime, doc="When a responder confirmed arrival.")
+    arrived_by: Mapped[str | None] = mapped_column(String(100))
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     resolved_by: Mapped[str | None] = mapped_column(String(100))
     outcome: Mapped[str | None] = mapped_column(String(30))
@@ -86,7 +92,36 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    round: Mapped[int | None] = mapped_column(doc="Escalation round and step that sent it; NULL if sent by hand.")
+    step: Mapped[int | None]
     alert: Mapped[Alert] = relationship(back_populates="notifications")
+
+
+class Escalation(Base):
+    """An alert's escalation: the plan copied at its start and the state machine's state (alerting.escalation)."""
+
+    __tablename__ = "escalations"
+
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), primary_key=True)
+    plan: Mapped[dict[str, Any]]
+    state: Mapped[dict[str, Any]]
+    phase: Mapped[str] = mapped_column(String(15))
+    next_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True, doc="When a tick is next due.")
+    version: Mapped[int] = mapped_column(default=1)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, onupdate=utc_now)
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012  (SQLAlchemy's declarative attribute)
+
+
+class EscalationPolicyRecord(Base):
+    """A home's own policy for one severity; homes without one use alerting.escalation.DEFAULT_POLICIES."""
+
+    __tablename__ = "escalation_policies"
+
+    home_id: Mapped[str] = mapped_column(ForeignKey("homes.id", ondelete="CASCADE"), primary_key=True)
+    severity: Mapped[str] = mapped_column(String(10), primary_key=True)
+    policy: Mapped[dict[str, Any]]
+    updated_by: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, onupdate=utc_now)
 
 
 class AuditEntry(Base):

@@ -11,13 +11,14 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.models import Notification, NotificationStatus
-from alerting.store import LATENCY_BUCKETS, record_delivery
+from alerting.store import LATENCY_BUCKETS, channel_ended, record_delivery
 from alerting.twilio_client import SendError, SmsSender
 from carebed.schemas import utc_now
 
@@ -41,9 +42,13 @@ class Dispatcher:
         sessions: sessionmaker[Session],
         sender: SmsSender,
         on_change: Callable[[], None],
+        tz: ZoneInfo,
+        public_url: str | None = None,
         poll_s: float = 1.0,
     ) -> None:
         self._sessions = sessions
+        self._tz = tz
+        self._public_url = public_url
         self._on_change = on_change
         self._sender = sender
         self._poll_s = poll_s
@@ -115,8 +120,14 @@ class Dispatcher:
                 notification.channel,
                 notification.language,
             )
+        hooks = self._public_url and f"{self._public_url}/twilio"
+        status_callback = hooks and f"{hooks}/status/{notification_id}"
         try:
-            sent = self._sender.call(to, body, language) if channel == "voice" else self._sender.send_sms(to, body)
+            if channel == "voice":
+                voice_url = hooks and f"{hooks}/voice/{notification_id}"
+                sent = self._sender.call(to, body, language, voice_url or None, status_callback or None)
+            else:
+                sent = self._sender.send_sms(to, body, status_callback or None)
         except SendError as exc:
             self._failed(notification_id, str(exc), transient=exc.transient)
             return
@@ -145,6 +156,8 @@ class Dispatcher:
                 record_delivery(
                     session, notification, status=NotificationStatus.FAILED, sid=None, error=error, at=utc_now()
                 )
+                channel_ended(session, notification, permanent=True, tz=self._tz)
+                self._wake.set()  # the next responder's messages were queued just now
         self._on_change()
         DISPATCHED.labels("retry" if transient else "failed").inc()
         log.warning(
@@ -162,7 +175,10 @@ class Dispatcher:
         for notification in in_doubt:
             try:
                 found = self._sender.find_sent(
-                    notification.recipient, notification.body, notification.claimed_at or notification.created_at
+                    notification.recipient,
+                    notification.body,
+                    notification.claimed_at or notification.created_at,
+                    notification.channel,
                 )
             except SendError as exc:
                 log.warning(

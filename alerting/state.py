@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.activity import ActivityRecorder
 from alerting.consumer import FindingConsumer
+from alerting.escalator import Escalator
 from alerting.outbox import Dispatcher
 from alerting.twilio_client import SmsSender
 from carebed import topics
@@ -24,12 +25,16 @@ class AppState:
     sender: SmsSender
     consumer: FindingConsumer = field(init=False)
     dispatcher: Dispatcher = field(init=False)
+    escalator: Escalator = field(init=False)
     activity: ActivityRecorder = field(init=False)
     version: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self.dispatcher = Dispatcher(self.sessions, self.sender, on_change=self.changed)
+        self.dispatcher = Dispatcher(
+            self.sessions, self.sender, on_change=self.changed, tz=self.settings.tz, public_url=self.settings.public_url
+        )
+        self.escalator = Escalator(self.sessions, self.settings.tz, on_change=self._finding_recorded)
         self.consumer = FindingConsumer(self.settings, self.sessions, on_change=self._finding_recorded)
         self.activity = ActivityRecorder(self.settings, self.sessions)
 
@@ -39,6 +44,7 @@ class AppState:
             self.version += 1
 
     def _finding_recorded(self) -> None:
+        """New messages may be queued: send them now rather than at the next poll."""
         self.changed()
         self.dispatcher.wake()
 

@@ -8,12 +8,23 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from prometheus_client import Histogram
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from alerting import escalation as esc
 from alerting.folding import group_key, higher
-from alerting.messages import AlertText, sms_body, voice_text
-from alerting.models import Alert, AlertStatus, AuditEntry, FindingRecord, Notification
+from alerting.messages import REPLY_HINT, AlertText, sms_body, voice_text
+from alerting.models import (
+    Alert,
+    AlertStatus,
+    AuditEntry,
+    Escalation,
+    EscalationPolicyRecord,
+    FindingRecord,
+    Notification,
+    NotificationStatus,
+)
+from alerting.twilio_codes import Verdict
 from carebed.registry import Home, Responder
 from carebed.schemas import Finding, FindingCode, Severity, utc_now
 
@@ -52,7 +63,7 @@ class IngestResult:
     duplicate: bool
 
 
-def ingest_finding(session: Session, finding: Finding, tz: ZoneInfo) -> IngestResult:
+def ingest_finding(session: Session, finding: Finding, tz: ZoneInfo, time_scale: float = 1.0) -> IngestResult:
     """Record a finding: ignore a copy, fold it into the open alert of its home and cause, or open one."""
     if session.get(FindingRecord, finding.id) is not None:
         return IngestResult(alert_id=None, created=False, duplicate=True)
@@ -76,7 +87,7 @@ def ingest_finding(session: Session, finding: Finding, tz: ZoneInfo) -> IngestRe
         _audit(session, alert.id, "created", Source.DETECTOR, None, {"finding_id": finding.id})
         if finding.received_at is not None:
             DETECTION_LATENCY.observe((utc_now() - finding.received_at).total_seconds())
-        _notify_first_responder(session, alert, tz)
+        start_escalation(session, alert, tz, time_scale)
     else:
         alert.finding_count += 1
         alert.last_ts = max(alert.last_ts, finding.ts)
@@ -94,14 +105,164 @@ def ingest_finding(session: Session, finding: Finding, tz: ZoneInfo) -> IngestRe
     return IngestResult(alert_id=alert.id, created=created, duplicate=False)
 
 
-def _notify_first_responder(session: Session, alert: Alert, tz: ZoneInfo) -> None:
+def start_escalation(session: Session, alert: Alert, tz: ZoneInfo, time_scale: float = 1.0) -> None:
+    """Copy the home's policy for this severity onto the alert and take the first step, in this transaction."""
     home = session.get(Home, alert.home_id)
     if home is None or not home.responders:
         _audit(session, alert.id, "no_responder", Source.AUTOMATIC, None, {"home_id": alert.home_id})
+    record = session.get(EscalationPolicyRecord, (alert.home_id, alert.severity))
+    policy = esc.Policy.model_validate(record.policy) if record else esc.DEFAULT_POLICIES[Severity(alert.severity)]
+    contacts = [
+        esc.Contact(
+            id=r.id,
+            position=r.position,
+            relation=r.relation,
+            phone=r.phone,
+            language=r.language,
+            quiet_hours=r.quiet_hours,
+        )
+        for r in (home.responders if home else [])
+    ]
+    plan = esc.make_plan(policy, contacts, time_scale, tz.key)
+    state = esc.State()
+    session.add(
+        Escalation(alert_id=alert.id, plan=plan.model_dump(mode="json"), state=state.model_dump(mode="json"), phase="")
+    )
+    session.flush()
+    _audit(
+        session,
+        alert.id,
+        "escalation_started",
+        Source.AUTOMATIC,
+        None,
+        {"policy": "home" if record else "default", "steps": len(plan.steps), "rounds": plan.rounds},
+    )
+    escalate(session, alert, esc.Start(), Source.AUTOMATIC, None, tz)
+
+
+def escalate(
+    session: Session,
+    alert: Alert,
+    event: esc.Event,
+    source: Source,
+    actor: str | None,
+    tz: ZoneInfo,
+    now: datetime | None = None,
+) -> bool:
+    """Feed one event to the alert's escalation and carry out its actions; False if nothing changed."""
+    loaded = load_escalation(session, alert.id)
+    if loaded is None:
+        return False
+    row, plan, state = loaded
+    new, actions = esc.advance(plan, state, now or utc_now(), event)
+    if new == state and not actions:
+        return False
+    for action in actions:
+        _carry_out(session, alert, plan, action, source, actor, tz)
+    row.state, row.phase, row.next_at = new.model_dump(mode="json"), new.phase.value, new.deadline
+    return True
+
+
+def load_escalation(session: Session, alert_id: int) -> tuple[Escalation, esc.Plan, esc.State] | None:
+    row = session.get(Escalation, alert_id, with_for_update=True, populate_existing=True)
+    if row is None:
+        return None
+    return row, esc.Plan.model_validate(row.plan), esc.State.model_validate(row.state)
+
+
+def _carry_out(
+    session: Session, alert: Alert, plan: esc.Plan, action: esc.Action, source: Source, actor: str | None, tz: ZoneInfo
+) -> None:
+    match action:
+        case esc.Notify():
+            contact = plan.contacts[action.responder]
+            home = session.get_one(Home, alert.home_id)
+            text = _alert_text(alert, home)
+            if action.channel == esc.Channel.VOICE:
+                body = voice_text(text, contact.language, tz)
+            else:
+                body = f"{sms_body(text, contact.language, tz)} {REPLY_HINT[contact.language]}"
+            notification = Notification(
+                alert_id=alert.id,
+                responder_id=contact.id if session.get(Responder, contact.id) else None,
+                channel=action.channel.value,
+                recipient=contact.phone,
+                language=contact.language,
+                body=body,
+                round=action.round,
+                step=action.step,
+            )
+            session.add(notification)
+            session.flush()
+            _audit(
+                session,
+                alert.id,
+                f"{action.channel.value}_queued",
+                Source.AUTOMATIC,
+                None,
+                {"notification_id": notification.id, "round": action.round, "step": action.step},
+            )
+        case esc.PageOperators():
+            _audit(session, alert.id, "operators_paged", Source.AUTOMATIC, None, {"reason": action.reason})
+        case esc.CancelQueued():
+            result = session.execute(
+                update(Notification)
+                .where(Notification.alert_id == alert.id, Notification.status == NotificationStatus.PENDING)
+                .values(status=NotificationStatus.CANCELLED)
+            )
+            if cancelled := getattr(result, "rowcount", 0):
+                _audit(session, alert.id, "queued_cancelled", source, actor, {"count": cancelled})
+        case esc.Moved():
+            _audit(
+                session,
+                alert.id,
+                "escalated",
+                source,
+                actor,
+                {"round": action.round, "step": action.step, "reason": action.reason, "quiet": list(action.quiet)},
+            )
+
+
+def contact_key(session: Session, notification: Notification) -> int | None:
+    """The plan's key for the responder a notification went to (the registry may have changed since)."""
+    loaded = load_escalation(session, notification.alert_id)
+    contacts = loaded[1].contacts.items() if loaded else ()
+    return next((key for key, c in contacts if c.phone == notification.recipient), None)
+
+
+def record_status(
+    session: Session, notification: Notification, status: str, error_code: str | None, verdict: Verdict
+) -> None:
+    """A Twilio status callback; a repeated one (Twilio retries) is recorded once."""
+    if notification.provider_status == status:
         return
-    responder = home.responders[0]
-    body = sms_body(_alert_text(alert, home), responder.language, tz)
-    _queue(session, alert, responder, "sms", body, Source.AUTOMATIC, None)
+    notification.provider_status = status[:20]
+    if verdict != Verdict.PROGRESS:
+        _audit(
+            session,
+            notification.alert_id,
+            f"{notification.channel}_{status}"[:40],
+            Source.AUTOMATIC,
+            None,
+            {"notification_id": notification.id, "error_code": error_code},
+        )
+
+
+def channel_ended(session: Session, notification: Notification, *, permanent: bool, tz: ZoneInfo) -> bool:
+    """A message or call went unanswered or failed: the escalation may move on at once."""
+    if notification.round is None or notification.step is None:
+        return False
+    key = contact_key(session, notification)
+    if key is None:
+        return False
+    event = esc.ChannelEnded(
+        responder=key,
+        channel=esc.Channel(notification.channel),
+        round=notification.round,
+        step=notification.step,
+        permanent=permanent,
+    )
+    return escalate(session, notification.alert, event, Source.AUTOMATIC, None, tz)
 
 
 def _alert_text(alert: Alert, home: Home) -> AlertText:
@@ -142,15 +303,38 @@ def add_note(session: Session, alert: Alert, actor: str, text: str) -> None:
     _audit(session, alert.id, "note", Source.CONSOLE, actor, {"text": text})
 
 
-def acknowledge(session: Session, alert: Alert, actor: str, source: Source) -> bool:
-    """Idempotent: a second acknowledgement changes nothing and says so."""
+# Acknowledging, arriving and closing never send a message, so no local time is written with it.
+_NO_TEXT = ZoneInfo("UTC")
+
+
+def acknowledge(
+    session: Session,
+    alert: Alert,
+    actor: str,
+    source: Source,
+    responder: int | None = None,
+) -> bool:
+    """Idempotent: a second acknowledgement changes nothing and says so. It stops the escalation."""
     if alert.status != AlertStatus.OPEN:
         return False
     alert.status = AlertStatus.ACKNOWLEDGED
     alert.acked_at = utc_now()
     alert.acked_by = actor
     alert.ack_source = source.value
-    _audit(session, alert.id, "acknowledged", source, actor, {})
+    _audit(session, alert.id, "acknowledged", source, actor, {"responder": responder})
+    escalate(session, alert, esc.Acked(responder=responder), source, actor, _NO_TEXT)
+    return True
+
+
+def confirm_arrival(session: Session, alert: Alert, actor: str, source: Source, responder: int | None = None) -> bool:
+    """Someone is with the resident; arriving unannounced also counts as taking the alert."""
+    if alert.arrived_at is not None or alert.status == AlertStatus.RESOLVED:
+        return False
+    acknowledge(session, alert, actor, source, responder)
+    alert.arrived_at = utc_now()
+    alert.arrived_by = actor
+    _audit(session, alert.id, "arrived", source, actor, {"responder": responder})
+    escalate(session, alert, esc.Arrived(responder=responder), source, actor, _NO_TEXT)
     return True
 
 
@@ -167,6 +351,7 @@ def resolve(session: Session, alert: Alert, actor: str, source: Source, outcome:
     alert.resolved_by = actor
     alert.outcome = outcome.value
     _audit(session, alert.id, "resolved", source, actor, {"outcome": outcome.value})
+    escalate(session, alert, esc.Closed(), source, actor, _NO_TEXT)
     return True
 
 
@@ -184,6 +369,9 @@ def record_delivery(
     notification.last_error = error
     if sid is not None:
         notification.sent_at = at
+        alert = notification.alert
+        if alert.first_notified_at is None:
+            alert.first_notified_at = at
     _audit(
         session,
         notification.alert_id,

@@ -10,16 +10,19 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from requests.exceptions import RequestException
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 from twilio.twiml.voice_response import VoiceResponse
 
+from alerting.twilio_codes import Verdict, classify_error
 from carebed.settings import Settings
 
 log = logging.getLogger(__name__)
 
 HTTP_TIMEOUT_S = 15.0
+RING_S = 30  # an unanswered call ends (no-answer) and the escalation moves on, before most voicemails pick up
 
 
 class SendError(Exception):
@@ -51,20 +54,37 @@ class SmsSender(Protocol):
 
     dry_run: bool
 
-    def send_sms(self, to: str, body: str) -> Sent: ...
+    def send_sms(self, to: str, body: str, status_callback: str | None = None) -> Sent: ...
 
-    def call(self, to: str, text: str, language: str) -> Sent: ...
+    def call(
+        self, to: str, text: str, language: str, voice_url: str | None = None, status_callback: str | None = None
+    ) -> Sent: ...
 
-    def find_sent(self, to: str, body: str, since: datetime) -> Sent | None: ...
+    def find_sent(self, to: str, body: str, since: datetime, channel: str = "sms") -> Sent | None: ...
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    return isinstance(exc, TwilioRestException) and classify_error(exc.status, exc.code) == Verdict.RETRY
+
+
+# Twilio answered with an error, so nothing was created: a quick retry or two is safe. Longer
+# outages are the outbox's business (durable backoff), and a timeout is never retried here,
+# because the request may have gone through.
+_quick_retry = Retrying(
+    retry=retry_if_exception(_worth_retrying),
+    wait=wait_exponential(multiplier=0.25, max=2),
+    stop=stop_after_attempt(3),
+    reraise=True,
+)
 
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    """Twilio's answers as SendError: a 5xx, a 429 or no answer is worth retrying, any other 4xx is not."""
+    """Twilio's answers as SendError, transient or not as alerting.twilio_codes says."""
     try:
         yield
     except TwilioRestException as exc:
-        transient = exc.status >= 500 or exc.status == 429
+        transient = classify_error(exc.status, exc.code) == Verdict.RETRY
         raise SendError(f"twilio {exc.status} code={exc.code}: {exc.msg}", transient=transient) from exc
     except RequestException as exc:
         raise SendError(f"twilio unreachable: {type(exc).__name__}", transient=True) from exc
@@ -86,20 +106,36 @@ class TwilioSender:
             self._client.api.base_url = settings.twilio_api_base.rstrip("/")
         self._from = settings.twilio_from
 
-    def send_sms(self, to: str, body: str) -> Sent:
+    def send_sms(self, to: str, body: str, status_callback: str | None = None) -> Sent:
+        extra = {"status_callback": status_callback} if status_callback else {}
         with _errors():
-            message = self._client.messages.create(to=to, from_=self._from, body=body)
+            message = _quick_retry(self._client.messages.create, to=to, from_=self._from, body=body, **extra)
         return Sent(sid=str(message.sid), status=str(message.status))
 
-    def call(self, to: str, text: str, language: str) -> Sent:
+    def call(
+        self, to: str, text: str, language: str, voice_url: str | None = None, status_callback: str | None = None
+    ) -> Sent:
+        """With ``voice_url`` Twilio fetches the spoken menu from our webhook; without, the text is only read out."""
+        how: dict[str, str] = {"url": voice_url} if voice_url else {"twiml": say_twiml(text, language)}
+        if status_callback:
+            how["status_callback"] = status_callback
         with _errors():
-            placed = self._client.calls.create(to=to, from_=self._from, twiml=say_twiml(text, language))
+            placed = _quick_retry(self._client.calls.create, to=to, from_=self._from, timeout=RING_S, **how)
         return Sent(sid=str(placed.sid), status=str(placed.status))
 
-    def find_sent(self, to: str, body: str, since: datetime) -> Sent | None:
-        """Look for a message we may have sent just before a crash, so it is not sent twice."""
+    def find_sent(self, to: str, body: str, since: datetime, channel: str = "sms") -> Sent | None:
+        """Look for a message or call we may have placed just before a crash, so it is not placed twice.
+
+        A message is matched by its text; a call has none to match, so any call to the number
+        created since the claim is taken for ours.
+        """
+        after = since - timedelta(minutes=1)
         try:
-            recent = self._client.messages.list(to=to, date_sent_after=since - timedelta(minutes=1), limit=50)
+            if channel == "voice":
+                calls = self._client.calls.list(to=to, limit=20)
+                placed = [c for c in calls if c.date_created is not None and c.date_created >= after]
+                return Sent(sid=str(placed[0].sid), status=str(placed[0].status)) if placed else None
+            recent = self._client.messages.list(to=to, date_sent_after=after, limit=50)
         except (TwilioRestException, RequestException) as exc:
             raise SendError(f"twilio lookup failed: {exc}", transient=True) from exc
         for message in recent:
@@ -113,13 +149,15 @@ class DryRunSender:
 
     dry_run = True
 
-    def send_sms(self, to: str, body: str) -> Sent:
+    def send_sms(self, to: str, body: str, status_callback: str | None = None) -> Sent:
         return Sent(sid="dry-run", status="dry_run")
 
-    def call(self, to: str, text: str, language: str) -> Sent:
+    def call(
+        self, to: str, text: str, language: str, voice_url: str | None = None, status_callback: str | None = None
+    ) -> Sent:
         return Sent(sid="dry-run", status="dry_run")
 
-    def find_sent(self, to: str, body: str, since: datetime) -> Sent | None:
+    def find_sent(self, to: str, body: str, since: datetime, channel: str = "sms") -> Sent | None:
         return None
 
 

@@ -20,6 +20,7 @@ from carebed.db import Base
 from carebed.schemas import DeviceEntry, DeviceKind, Identifier
 
 Language = Annotated[str, Field(pattern="^(zh-CN|en)$")]
+QUIET_HOURS = r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$"
 
 
 def _e164(value: str) -> str:
@@ -60,6 +61,11 @@ class ResponderSpec(_Spec):
     phone: PhoneNumber
     relation: str = "family"
     language: Language = "zh-CN"
+    quiet_hours: str | None = Field(
+        None,
+        pattern=QUIET_HOURS,
+        description="Local time span in which only critical alerts reach this responder, e.g. 22:00-07:00.",
+    )
 
 
 class HomeSpec(_Spec):
@@ -143,6 +149,7 @@ class Responder(Base):
     phone: Mapped[str] = mapped_column(String(20))
     relation: Mapped[str] = mapped_column(String(40), default="family")
     language: Mapped[str] = mapped_column(String(8), default="zh-CN")
+    quiet_hours: Mapped[str | None] = mapped_column(String(11))
     home: Mapped[Home] = relationship(back_populates="responders")
 
 

@@ -29,7 +29,16 @@ ROW_COLUMNS: dict[str, tuple[type[BaseModel], dict[str, str]]] = {
         ResidentSpec,
         {"name": "name", "birth_year": "birth_year", "language": "language", "conditions": "conditions"},
     ),
-    "responder": (ResponderSpec, {"name": "name", "phone": "phone", "relation": "relation", "language": "language"}),
+    "responder": (
+        ResponderSpec,
+        {
+            "name": "name",
+            "phone": "phone",
+            "relation": "relation",
+            "language": "language",
+            "quiet_hours": "quiet_hours",
+        },
+    ),
     "device": (DeviceSpec, {"device_id": "id", "device_kind": "kind", "model": "model"}),
 }
 CSV_COLUMNS = (

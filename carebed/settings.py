@@ -75,6 +75,14 @@ class Settings(BaseSettings):
     )
     twilio_from: str | None = Field(None, description="Sender number (E.164) for SMS and calls.")
     twilio_api_base: str | None = Field(None, description="Base URL of Twilio's REST API (a local mock in tests).")
+    public_url: str | None = Field(
+        None,
+        pattern="^https?://[^/]+$",
+        description="Address Twilio reaches this service at (scheme and host, no path); webhooks are off without it.",
+    )
+    escalation_time_scale: float = Field(
+        1.0, gt=0, le=1, description="Multiply every escalation wait by this (drills and tests shorten them)."
+    )
 
     http_host: str = Field("127.0.0.1", description="Address the alerting service listens on.")
     http_port: int = Field(8000, ge=1, le=65535, description="Port of the console and REST API.")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.auth import Role, create_user
 from carebed.broker import Mosquitto, free_port, wait_for_port
@@ -88,6 +89,23 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'carebed.db'}"
     server: str = request.getfixturevalue("postgres")
     return create_database(server, f"t_{secrets.token_hex(6)}")
+
+
+@pytest.fixture
+def homes() -> RegistryFile:
+    return build_registry(homes=2, seed=5)
+
+
+@pytest.fixture
+def sessions(database_url: str, homes: RegistryFile) -> Iterator[sessionmaker[Session]]:
+    """Sessions on a migrated database of each kind that holds the `homes` registry."""
+    migrate(database_url)
+    engine = make_engine(database_url)
+    factory = make_sessionmaker(engine)
+    with factory.begin() as session:
+        import_registry(session, homes)
+    yield factory
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")

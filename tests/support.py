@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -11,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,10 +20,28 @@ from urllib.parse import parse_qs
 
 import httpx
 
+from carebed import topics
 from carebed.mqtt import Inbound, MqttClient, Outbound
+from carebed.schemas import Finding, FindingCode, Severity, dump, utc_now
 from carebed.settings import Settings
 
 T = TypeVar("T")
+
+
+def publish_sos_finding(client: MqttClient, home_id: str) -> datetime:
+    """A detector's SOS finding on the internal topic, as the detector publishes it; returns its time."""
+    now = utc_now()
+    finding = Finding(
+        id=f"{home_id}:sos:{now.isoformat()}",
+        home_id=home_id,
+        code=FindingCode.SOS,
+        severity=Severity.CRITICAL,
+        ts=now,
+        detected_at=now,
+        summary="SOS button pressed",
+    )
+    client.publish(Outbound(topics.findings(home_id), dump(finding)))
+    return now
 
 
 def wait_for(condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05) -> T:
@@ -110,14 +130,15 @@ class RecordedRequest:
 class TwilioRecorder:
     """A loopback proxy in front of Prism: it forwards each request and keeps what was sent and answered.
 
-    ``fail_next(n, status)`` makes the next n requests fail without reaching Prism, as during an outage.
+    ``fail_next(n, status, code)`` makes the next n requests fail without reaching Prism, as during an
+    outage (500, 20500) or for a number Twilio refuses (400, 21211).
     """
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
-        self._failures: list[int] = []
+        self._failures: list[tuple[int, int]] = []
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -130,7 +151,8 @@ class TwilioRecorder:
                 with recorder._lock:
                     failure = recorder._failures.pop(0) if recorder._failures else None
                 if failure is not None:
-                    status, content = failure, b'{"code": 20500, "message": "injected failure", "status": 500}'
+                    status, code = failure
+                    content = json.dumps({"code": code, "message": "injected failure", "status": status}).encode()
                 else:
                     headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
                     answer = httpx.request(
@@ -157,16 +179,22 @@ class TwilioRecorder:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
-    def fail_next(self, count: int, status: int = 500) -> None:
+    def fail_next(self, count: int, status: int = 500, code: int = 20500) -> None:
         with self._lock:
-            self._failures.extend([status] * count)
+            self._failures.extend([(status, code)] * count)
 
     def messages_to(self, phone: str) -> list[RecordedRequest]:
+        return self.posted("Messages.json", phone)
+
+    def calls_to(self, phone: str) -> list[RecordedRequest]:
+        return self.posted("Calls.json", phone)
+
+    def posted(self, resource: str, phone: str) -> list[RecordedRequest]:
         with self._lock:
             return [
                 r
                 for r in self.requests
-                if r.method == "POST" and r.path.endswith("/Messages.json") and r.form.get("To") == [phone]
+                if r.method == "POST" and r.path.endswith(f"/{resource}") and r.form.get("To") == [phone]
             ]
 
     def close(self) -> None:

@@ -102,7 +102,7 @@ def test_sos_reaches_the_api_and_twilio(
     assert metrics["detector"]['carebed_detector_findings_total{code="sos"}'] == 1
     assert metrics["alerting"]['carebed_alerting_findings_total{result="created"}'] == 1
     assert metrics["alerting"]['carebed_alerting_open_alerts{severity="critical",status="open"}'] == 1
-    assert metrics["alerting"]["carebed_alerting_dispatch_seconds_count"] == 1
+    assert metrics["alerting"]["carebed_alerting_dispatch_seconds_count"] == 2  # SMS and call to step 1
     assert metrics["alerting"]["carebed_alerting_end_to_end_seconds_count"] == 1
 
 

@@ -59,3 +59,13 @@ def test_reimport_replaces_a_homes_devices_and_responders(database_url: str) -> 
         assert device_directory(session)["d2"].kind is DeviceKind.WEARABLE
         assert session.scalars(select(Responder.phone)).all() == ["+8613900139000"]
         assert session.scalars(select(Device.home_id)).all() == ["h1"]
+
+
+def test_quiet_hours_are_a_valid_span_of_local_time() -> None:
+    spec = home()
+    spec["responders"] = [{"name": "李娜", "phone": "+8613800138000", "quiet_hours": "22:00-07:00"}]
+    assert RegistryFile.model_validate({"homes": [spec]}).homes[0].responders[0].quiet_hours == "22:00-07:00"
+    for bad in ("25:00-07:00", "22:00", "10pm-7am"):
+        spec["responders"] = [{"name": "李娜", "phone": "+8613800138000", "quiet_hours": bad}]
+        with pytest.raises(ValidationError, match="quiet_hours"):
+            RegistryFile.model_validate({"homes": [spec]})

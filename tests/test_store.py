@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.models import Alert, AlertStatus, AuditEntry, Notification
 from alerting.store import Outcome, Source, acknowledge, ingest_finding, resolve
-from carebed.db import make_engine, make_sessionmaker, migrate
-from carebed.registry import RegistryFile, import_registry
+from carebed.registry import RegistryFile
 from carebed.schemas import Finding, FindingCode, Severity
-from simulators.homes import build_registry
 
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 24, 0, 12, tzinfo=UTC)
-
-
-@pytest.fixture
-def homes() -> RegistryFile:
-    return build_registry(homes=2, seed=5)
-
-
-@pytest.fixture
-def sessions(database_url: str, homes: RegistryFile) -> Iterator[sessionmaker[Session]]:
-    migrate(database_url)
-    engine = make_engine(database_url)
-    factory = make_sessionmaker(engine)
-    with factory.begin() as session:
-        import_registry(session, homes)
-    yield factory
-    engine.dispose()
 
 
 def finding(
@@ -52,7 +32,7 @@ def finding(
     )
 
 
-def test_first_finding_opens_an_alert_and_queues_an_sms_to_the_first_responder(
+def test_first_finding_opens_an_alert_and_queues_an_sms_and_a_call_to_the_first_responder(
     sessions: sessionmaker[Session], homes: RegistryFile
 ) -> None:
     home = homes.homes[0]
@@ -61,9 +41,11 @@ def test_first_finding_opens_an_alert_and_queues_an_sms_to_the_first_responder(
     assert result.created and not result.duplicate
     with sessions() as session:
         alert = session.get_one(Alert, result.alert_id)
-        [sms] = alert.notifications
+        sms, call = alert.notifications
         assert (alert.status, alert.severity, alert.finding_count) == (AlertStatus.OPEN, "critical", 1)
-        assert sms.recipient == home.responders[0].phone
+        assert (sms.channel, call.channel) == ("sms", "voice")
+        assert sms.recipient == call.recipient == home.responders[0].phone
+        assert (sms.round, sms.step) == (call.round, call.step) == (0, 0)
         assert home.residents[0].name in sms.body
         assert "08:12" in sms.body  # 00:12 UTC shown in the centre's time zone
 
@@ -75,11 +57,11 @@ def test_a_redelivered_finding_changes_nothing(sessions: sessionmaker[Session], 
     with sessions.begin() as session:
         assert ingest_finding(session, copy, TZ).duplicate
     with sessions() as session:
-        assert session.scalar(select(func.count()).select_from(Notification)) == 1
+        assert session.scalar(select(func.count()).select_from(Notification)) == 2  # one SMS, one call
         assert session.scalar(select(Alert.finding_count)) == 1
 
 
-def test_repeated_findings_fold_into_one_alert_without_a_second_sms(
+def test_repeated_findings_fold_into_one_alert_without_more_messages(
     sessions: sessionmaker[Session], homes: RegistryFile
 ) -> None:
     home = homes.homes[0].id
@@ -93,7 +75,7 @@ def test_repeated_findings_fold_into_one_alert_without_a_second_sms(
         alert = session.get_one(Alert, first.alert_id)
         assert alert.finding_count == 2
         assert alert.last_ts == T0 + timedelta(minutes=3)
-        assert len(alert.notifications) == 1
+        assert [n.channel for n in alert.notifications] == ["sms", "voice"]
 
 
 def test_after_resolution_the_same_cause_opens_a_new_alert(
@@ -120,7 +102,16 @@ def test_acknowledgement_is_idempotent_and_audited(sessions: sessionmaker[Sessio
         alert = session.get_one(Alert, result.alert_id)
         assert (alert.status, alert.acked_by, alert.ack_source) == (AlertStatus.ACKNOWLEDGED, "op", "console")
         actions = session.scalars(select(AuditEntry.action).where(AuditEntry.alert_id == alert.id)).all()
-        assert actions == ["created", "sms_queued", "acknowledged"]
+        assert actions == [
+            "created",
+            "escalation_started",
+            "operators_paged",
+            "escalated",
+            "sms_queued",
+            "voice_queued",
+            "acknowledged",
+            "queued_cancelled",
+        ]
 
 
 def test_every_finding_code_has_a_text_in_both_languages() -> None:
