@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from rich.table import Table
+
 from carebed.schemas import WELFARE_CODES, Feedback, FeedbackKind, Finding, FindingCode
 from detector.base import Detector
 from detector.baselines import fixed_rules
@@ -188,3 +190,35 @@ def evaluate(plan: EvalPlan, progress: Callable[[int], None] | None = None) -> d
         "state_bytes_mean": round(statistics.fmean(state_bytes)),
         "baselines": {name: summarise(outcomes, months) for name, outcomes in results.items()},
     }
+
+
+def _cell(value: float | None, unit: str = "") -> str:
+    return "—" if value is None else f"{value:g}{unit}"
+
+
+def report_tables(report: dict[str, Any]) -> list[Table]:
+    """One table per detector, the learned layer first; fixed rules show only the incidents they can detect."""
+    tables = []
+    for name, rep in [(LEARNED, report), *report["baselines"].items()]:
+        title = f"{name}: {rep['false_alerts_per_resident_month']:g} false welfare alerts per resident-month"
+        table = Table(title=title, title_justify="left")
+        for column in ("incident", "n", "detected", "median delay", "p90 delay", "≤ 3 h", "past normal"):
+            table.add_column(column, justify="left" if column == "incident" else "right")
+        for kind, row in rep["incidents"].items():
+            if name != LEARNED and not row["detected"]:
+                continue
+            table.add_row(
+                kind,
+                str(row["count"]),
+                _cell(None if row["detected"] is None else round(100 * row["detected"], 1), " %"),
+                _cell(row["median_delay_min"], " min"),
+                _cell(row["p90_delay_min"], " min"),
+                _cell(None if row["within_3h"] is None else round(100 * row["within_3h"], 1), " %"),
+                _cell(row.get("median_past_normal_min"), " min"),
+            )
+        tables.append(table)
+    tables[0].caption = (
+        f"{report['homes']} homes × {report['days']} days, seed {report['seed']}: {report['resident_months']:g}"
+        f" resident-months; learned state ≤ {report['state_bytes_per_home']:,} bytes per home (pickled)"
+    )
+    return tables

@@ -292,6 +292,8 @@ class HomePatterns:
         self.pending_fixtures = False
         self.last_any: datetime | None = None
         self.last_active_tick: datetime | None = None
+        self.last_fixture_use: datetime | None = None
+        self.fixture_floor_alerted = False
         self.silence_alerted = False
         self.step_mask = 0
         self.night_ticks = 0
@@ -353,6 +355,9 @@ class HomePatterns:
             self.pending_steps = True
         else:
             self.pending_fixtures = True
+            self.fixture_floor_alerted = False
+            if self.last_fixture_use is None or ts > self.last_fixture_use:
+                self.last_fixture_use = ts
         if self.last_any is None or ts > self.last_any:
             self.last_any = ts
 
@@ -451,17 +456,23 @@ class HomePatterns:
         if self.silence_alerted or self.last_any is None or not (wearable or fixtures):
             return []
         cfg = self.config
-        silent = now - self.last_any
         model = self.any if wearable else self.fixtures
         p = model.probability()
         alpha = cfg.inactivity_alpha * self.sensitivity.get(FindingCode.INACTIVITY, 1.0)
         learned = not self._cold() and model.learnable and p < alpha
-        if not learned and silent < cfg.floor_silence:
-            return []
-        self.silence_alerted = True
+        onset = self.last_any
+        if not learned and now - onset < cfg.floor_silence:
+            # In cold start the floor is the fixed water rule itself, so carebed is never slower than it.
+            dry = self.last_fixture_use
+            if not (self._cold() and fixtures and dry is not None and now - dry >= cfg.floor_silence):
+                return []
+            if self.fixture_floor_alerted:
+                return []
+            onset = dry
+        self.silence_alerted = self.fixture_floor_alerted = True
         model.learnable = False
-        minutes = silent.total_seconds() / 60
-        since = _clock(self.last_any, cfg.tz)
+        minutes = (now - onset).total_seconds() / 60
+        since = _clock(onset, cfg.tz)
         evidence = evidence_of(
             basis="learned" if learned else "fixed_floor",
             silent_since=since,
@@ -471,15 +482,15 @@ class HomePatterns:
         )
         evidence["probability"] = _significant(p) if learned else None
         text = f"No activity since {since} ({_duration(minutes)})"
-        if self.usual_wake.get() > 0 and self._is_night(tod_bin(self.last_any, cfg.tz)):
+        if self.usual_wake.get() > 0 and self._is_night(tod_bin(onset, cfg.tz)):
             wake = int(self.usual_wake.get())
             evidence["usually_active_by"] = f"{wake // 60:02d}:{wake % 60:02d}"
             text = f"Usually active by {evidence['usually_active_by']}; nothing since {since} ({_duration(minutes)})"
         if learned:
             text += f"; about 1 in {_one_in(p):,} under this home's normal pattern"
         else:
-            text += f"; no activity for {cfg.floor_silence.total_seconds() / 3600:.0f} h (fixed rule)"
-        return [self._finding(FindingCode.INACTIVITY, Severity.HIGH, self.last_any, now, text, evidence)]
+            text += f"; fixed rule: nothing for {cfg.floor_silence.total_seconds() / 3600:.0f} h"
+        return [self._finding(FindingCode.INACTIVITY, Severity.HIGH, onset, now, text, evidence)]
 
     def _long_flow(self, flow: Flow, now: datetime) -> list[Finding]:
         cfg = self.config
@@ -670,3 +681,46 @@ class PatternEngine:
 
     def apply(self, feedback: Feedback) -> None:
         self.home(feedback.home_id).apply(feedback)
+
+
+class SeriesScorer:
+    """The inactivity model on one series of activity values (anything > 0 is activity), river style.
+
+    ``score_one`` is how improbable the quiet spell up to ``ts`` is for this time of day, in
+    [0, 1] (1 minus the calibrated probability; 0 when the value shows activity); call it
+    before ``learn_one`` for an honest, prequential score.
+
+    >>> from datetime import datetime, UTC
+    >>> scorer = SeriesScorer(ZoneInfo("UTC"))
+    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> for i in range(12 * 24 * 7):
+    ...     scorer.learn_one(t + i * TICK, 1.0 if i % 3 == 0 else 0.0)
+    >>> quiet = t + (12 * 24 * 7 + 24) * TICK
+    >>> scorer.score_one(quiet, 0.0) > 0.99
+    True
+    """
+
+    def __init__(self, tz: tzinfo, prior_weight: float = 10.0) -> None:
+        self.model = GapModel(tz, prior_weight)
+        self.next_tick: datetime | None = None
+        self.pending = False
+
+    def _advance(self, ts: datetime) -> None:
+        if self.next_tick is None:
+            self.next_tick = grid_after(ts)
+            return
+        while self.next_tick < ts:
+            self.model.step(self.next_tick, self.pending, learn=True)
+            self.pending = False
+            self.next_tick += TICK
+
+    def score_one(self, ts: datetime, value: float) -> float:
+        self._advance(ts)
+        if value > 0:
+            return 0.0
+        return 1.0 - self.model.probability()
+
+    def learn_one(self, ts: datetime, value: float) -> None:
+        self._advance(ts)
+        if value > 0:
+            self.pending = True
