@@ -118,14 +118,14 @@ class GapModel:
     >>> from datetime import datetime, UTC
     >>> model = GapModel(ZoneInfo("UTC"))
     >>> t = datetime(2026, 1, 1, 9, tzinfo=UTC)
-    >>> for i in range(12 * 24 * 7):
+    >>> for i in range(12 * 24 * 7 + 1):  # a week of activity every other 5 minutes
     ...     model.step(t + i * TICK, active=i % 2 == 0, learn=True)
-    >>> model.probability() == 1.0
-    True
-    >>> for i in range(12):
+    >>> model.probability()
+    1.0
+    >>> for i in range(1, 13):  # then an hour of silence, longer than any spell seen
     ...     model.step(t + (12 * 24 * 7 + i) * TICK, active=False, learn=True)
-    >>> model.probability() < 1e-6
-    True
+    >>> round(model.probability(), 3)
+    0.021
     """
 
     def __init__(self, tz: tzinfo, prior_weight: float = 10.0) -> None:
@@ -185,11 +185,18 @@ class GapModel:
             age = (now - self.last_activity).total_seconds() / 60
             self._prev = (tod, bisect_right(AGE_EDGES_MIN, age))
 
-    def suspend(self) -> None:
-        """The channels this model watches are not reporting: the current spell is neither judged nor learned."""
+    def hold(self, now: datetime, active: bool) -> None:
+        """Some channels this model watches are not reporting: activity still ends the spell, silence does not count.
+
+        The spell's survival is frozen rather than reset, so a watch taken off to charge does
+        not hide a collapse that began before; nothing is learned until the channels return.
+        """
+        if active:
+            self.last_activity = now
+            self.log_s = 0.0
+            self.quiet_ticks = 0
+            self.learnable = True
         self._prev = None
-        self.log_s = 0.0
-        self.learnable = False
 
     def _record_spell(self) -> None:
         cal = self.calibration
@@ -422,11 +429,11 @@ class HomePatterns:
         if wearable:
             self.any.step(now, active, learn, tod)
         else:
-            self.any.suspend()
+            self.any.hold(now, active)
         if fixtures:
             self.fixtures.step(now, fixture_use, learn, tod)
         else:
-            self.fixtures.suspend()
+            self.fixtures.hold(now, fixture_use)
         if active:
             self.silence_alerted = False
             last = self.last_active_tick
@@ -539,10 +546,7 @@ class HomePatterns:
         return (FLOW_BINS - 1) * TICK_MIN
 
     def _night(self, now: datetime, tod: int, steps: bool, learn: bool, away: bool) -> list[Finding]:
-        if learn:
-            self.steps_total[tod] += 1
-            if steps:
-                self.steps_active[tod] += 1
+        """Steps in this person's deep night: judged on the last hour against their own night-time step rate."""
         self.step_mask = ((self.step_mask << 1) | int(steps)) & ((1 << WINDOW_TICKS) - 1)
         rate = self._step_rate(tod)
         if rate >= DEEP_NIGHT_RATE:
@@ -550,11 +554,14 @@ class HomePatterns:
                 self.nights[min(WINDOW_TICKS, self.tonight_max)] += 1
             self.night_ticks = self.tonight_max = 0
             self.wander_alerted = False
+            self._learn_steps(tod, steps, learn)
             return []
         self.night_ticks += 1
         window = self.step_mask & ((1 << min(self.night_ticks, WINDOW_TICKS)) - 1)
         active = window.bit_count()
         self.tonight_max = max(self.tonight_max, active)
+        # A wandering episode must not teach the night that wandering is normal while it lasts.
+        self._learn_steps(tod, steps, learn and active < 2)
         if active < 2:
             self.wander_alerted = False
         if active < WANDER_MIN_TICKS or self.wander_alerted or away or self._cold():
@@ -575,6 +582,12 @@ class HomePatterns:
         evidence = evidence_of(active_min=minutes, window_min=60, one_in=_one_in(p))
         evidence["probability"] = _significant(p)
         return [self._finding(FindingCode.NIGHT_WANDERING, Severity.MEDIUM, onset, now, text, evidence)]
+
+    def _learn_steps(self, tod: int, steps: bool, learn: bool) -> None:
+        if learn:
+            self.steps_total[tod] += 1
+            if steps:
+                self.steps_active[tod] += 1
 
     def _day(self, now: datetime, active: bool, observed: bool, away: bool) -> list[Finding]:
         """Daily totals: count learned days, decay the baselines, and look for a multi-day decline."""
