@@ -258,8 +258,8 @@ class Flow:
     """One meter's flow episodes and what this home's normal episodes last (5-minute bins, day and night)."""
 
     kind: DeviceKind
-    day: array = field(default_factory=lambda: array("f", bytes(4 * FLOW_BINS)))
-    night: array = field(default_factory=lambda: array("f", bytes(4 * FLOW_BINS)))
+    day: array[float] = field(default_factory=lambda: array("f", bytes(4 * FLOW_BINS)))
+    night: array[float] = field(default_factory=lambda: array("f", bytes(4 * FLOW_BINS)))
     start: datetime | None = None
     start_night: bool = False
     last_flowing: datetime | None = None

@@ -110,9 +110,9 @@ class Timeline:
     profile: Profile
     start: datetime
     days: int
-    steps: array = field(init=False)
-    water_l: array = field(init=False)
-    gas_m3: array = field(init=False)
+    steps: array[int] = field(init=False)
+    water_l: array[float] = field(init=False)
+    gas_m3: array[float] = field(init=False)
     worn: bytearray = field(init=False)
     online: dict[str, bytearray] = field(init=False)
     away: list[Away] = field(default_factory=list)
@@ -138,7 +138,7 @@ class Timeline:
         return int((ts - self.start) / SLOT)
 
 
-def _longest_run(values: array, limit: int) -> int:
+def _longest_run(values: array[float], limit: int) -> int:
     best = run = 0
     for i in range(limit):
         run = run + 1 if values[i] > 0 else 0
