@@ -277,6 +277,8 @@ def build_timeline(
     incidents: tuple[IncidentType, ...] = (),
     incidents_from_day: int = 10,
     profile: str | None = None,
+    trips: bool = True,
+    faults: bool = True,
 ) -> Timeline:
     """Draw a home's ``days`` from local midnight of ``start``, with the given incidents on free days."""
     rng = random.Random(seed)
@@ -295,26 +297,27 @@ def build_timeline(
                 for k in range(12):
                     if d + k < days:
                         b.factor[d + k] = 1 - 0.65 * min(1.0, (k + 1) / 6) if k < 9 else 0.35 + 0.2 * (k - 8)
-    trips: list[tuple[int, int]] = []
+    away: list[tuple[int, int]] = []
     d = 2
-    while d < days:
+    while trips and d < days:
         d += max(1, round(rng.expovariate(1 / 40)))
         length = rng.randint(1, 3)
         if d + length < days and all(x not in blocked for x in range(d, d + length + 1)):
             blocked.update(range(d, d + length + 1))
-            trips.append((d, length))
+            away.append((d, length))
     for day in range(days):
         b.day(day)
     water_normal = _longest_run(t.water_l, t.slots) * 5
     gas_normal = _longest_run(t.gas_m3, t.slots) * 5
-    for day, length in trips:
+    for day, length in away:
         leave = day * SLOTS_PER_DAY + rng.randint(9 * SLOTS_PER_HOUR, 10 * SLOTS_PER_HOUR)
         back = (day + length) * SLOTS_PER_DAY + rng.randint(16 * SLOTS_PER_HOUR, 18 * SLOTS_PER_HOUR)
         b.clear(leave, back, keep_steps=b.takes_watch)
         t.away.append(Away(t.at(leave), t.at(back), declared=rng.random() < 0.6))
     for incident, day in plans:
         _inject(b, incident, day, water_normal, gas_normal)
-    _faults(b)
+    if faults:
+        _faults(b)
     t.incidents.sort(key=lambda g: g.onset)
     t.away.sort(key=lambda a: a.start)
     return t
