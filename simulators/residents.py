@@ -390,12 +390,22 @@ def readings(t: Timeline) -> Iterator[Reading]:
 
     Built without validation, for speed: the values come from the simulator and are valid by construction.
     """
-    make = Reading.model_construct
     ids = {kind: device_id(t.home_id, kind) for kind in DeviceKind}
+
+    def make(kind: DeviceKind, ts: datetime, **values: Any) -> Reading:
+        return Reading.model_construct(
+            home_id=t.home_id,
+            device_id=ids[kind],
+            device_kind=kind,
+            channel=DeviceChannel.TELEMETRY,
+            ts=ts,
+            received_at=ts,
+            **values,
+        )
+
     rng = random.Random(t.home_id)
     water, gas, steps = rng.uniform(10_000, 90_000), rng.uniform(100, 900), 0
     wearable_on, water_on, gas_on = t.online["wearable"], t.online["water_meter"], t.online["gas_sensor"]
-    telemetry = DeviceChannel.TELEMETRY
     for i in range(t.slots):
         ts = t.start + (i + 1) * SLOT
         worn = bool(t.worn[i])
@@ -405,37 +415,19 @@ def readings(t: Timeline) -> Iterator[Reading]:
         water += litres
         gas += m3
         if wearable_on[i]:
-            yield make(
-                home_id=t.home_id,
-                device_id=ids[DeviceKind.WEARABLE],
-                device_kind=DeviceKind.WEARABLE,
-                channel=telemetry,
-                ts=ts,
-                received_at=ts,
-                steps=steps,
-                worn=worn,
-                heart_rate_bpm=70.0 if worn else None,
-            )
+            yield make(DeviceKind.WEARABLE, ts, steps=steps, worn=worn, heart_rate_bpm=70.0 if worn else None)
         if water_on[i]:
             yield make(
-                home_id=t.home_id,
-                device_id=ids[DeviceKind.WATER_METER],
-                device_kind=DeviceKind.WATER_METER,
-                channel=telemetry,
-                ts=ts,
-                received_at=ts,
+                DeviceKind.WATER_METER,
+                ts,
                 water_volume_l=round(water, 2),
                 water_flow_l_min=round(litres / 5, 2),
                 leak=False,
             )
         if gas_on[i]:
             yield make(
-                home_id=t.home_id,
-                device_id=ids[DeviceKind.GAS_SENSOR],
-                device_kind=DeviceKind.GAS_SENSOR,
-                channel=telemetry,
-                ts=ts,
-                received_at=ts,
+                DeviceKind.GAS_SENSOR,
+                ts,
                 gas_volume_m3=round(gas, 3),
                 gas_flow_m3_h=round(m3 * 12, 3),
                 ch4_lel_pct=0.5,
