@@ -46,6 +46,8 @@ FLOW_BINS = 48
 WINDOW_TICKS = 12
 WANDER_MIN_TICKS = 5
 DEEP_NIGHT_RATE = 0.05
+WAKE_SD_FLOOR_MIN = 20.0
+RISING_FROM_NOON = (14 * 60, 24 * 60)  # 02:00 to 12:00: a stir in the evening is not getting up
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 FOREVER = datetime.max.replace(tzinfo=UTC)
 
@@ -57,6 +59,7 @@ class PatternConfig:
     tz: tzinfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
     cold_start_days: int = 7
     inactivity_alpha: float = 1 / 2000
+    late_morning_alpha: float = 0.001
     flow_false_per_month: float = 0.1
     wander_alpha: float = 0.002
     decline_alpha: float = 0.001
@@ -96,6 +99,12 @@ def _one_in(p: float) -> int:
     n = 1 / max(p, 1e-12)
     digits = max(0, int(math.log10(n)) - 1)
     return int(round(n, -digits))
+
+
+def _minute_from_noon(ts: datetime, tz: tzinfo) -> int:
+    """Minutes since the previous local noon, so that rising times after midnight stay in order."""
+    local = ts.astimezone(tz)
+    return (local.hour * 60 + local.minute - 720) % 1440
 
 
 def _significant(p: float) -> float:
@@ -286,7 +295,12 @@ class HomePatterns:
         self.nights = array("f", bytes(4 * (WINDOW_TICKS + 1)))
         self.daily_mean = stats.EWMean(fading_factor=0.1)
         self.daily_var = stats.EWVar(fading_factor=0.1)
-        self.usual_wake = stats.EWMean(fading_factor=0.1)
+        self.wake_mean = stats.EWMean(fading_factor=0.1)
+        self.wake_var = stats.EWVar(fading_factor=0.1)
+        self.wake_days = 0
+        self.awaiting_wake = False
+        self.quiet_since_night = False
+        self.active_mask = 0
         self.recent_days: list[int] = []
         self.sensitivity: dict[FindingCode, float] = {}
         self.next_tick: datetime | None = None
@@ -298,7 +312,6 @@ class HomePatterns:
         self.pending_steps = False
         self.pending_fixtures = False
         self.last_any: datetime | None = None
-        self.last_active_tick: datetime | None = None
         self.last_fixture_use: datetime | None = None
         self.fixture_floor_alerted = False
         self.silence_alerted = False
@@ -436,16 +449,7 @@ class HomePatterns:
             self.fixtures.hold(now, fixture_use)
         if active:
             self.silence_alerted = False
-            last = self.last_active_tick
-            if (
-                learn
-                and last is not None
-                and now - last >= timedelta(hours=4)
-                and self._is_night(tod_bin(last, cfg.tz))
-            ):
-                local = now.astimezone(cfg.tz)
-                self.usual_wake.update(local.hour * 60 + local.minute)
-            self.last_active_tick = now
+        self._morning(now, tod, active, learn and (wearable or fixtures))
         findings = self._day(now, active, wearable or fixtures, away)
         if wearable:
             findings.extend(self._night(now, tod, steps, learn, away))
@@ -459,14 +463,50 @@ class HomePatterns:
     def _cold(self) -> bool:
         return self.learned_days < self.config.cold_start_days
 
+    def _morning(self, now: datetime, tod: int, active: bool, learn: bool) -> None:
+        """Learn when this person gets up: the first of three active slots in half an hour after their night."""
+        self.active_mask = ((self.active_mask << 1) | int(active)) & ((1 << WINDOW_TICKS) - 1)
+        if self._is_night(tod):
+            self.awaiting_wake = self.quiet_since_night = True
+            return
+        if active:
+            self.quiet_since_night = False
+        recent = self.active_mask & 0b111111
+        if not self.awaiting_wake or recent.bit_count() < 3:
+            return
+        self.awaiting_wake = False
+        minute = _minute_from_noon(now - TICK * (recent.bit_length() - 1), self.config.tz)
+        if learn and RISING_FROM_NOON[0] <= minute < RISING_FROM_NOON[1]:
+            self.wake_mean.update(minute)
+            self.wake_var.update(minute)
+            self.wake_days += 1
+
+    def _late_morning(self, now: datetime) -> float:
+        """Chance that a normal morning of this person is still quiet by now (normal tail of their rising time)."""
+        if (
+            not self.quiet_since_night
+            or self.wake_days < self.config.cold_start_days
+            or self._is_night(tod_bin(now, self.config.tz))
+        ):
+            return 1.0
+        sd = max(WAKE_SD_FLOOR_MIN, math.sqrt(self.wake_var.get()))
+        z = (_minute_from_noon(now, self.config.tz) - self.wake_mean.get()) / sd
+        return 0.5 * math.erfc(z / math.sqrt(2))
+
     def _inactivity(self, now: datetime, wearable: bool, fixtures: bool) -> list[Finding]:
         if self.silence_alerted or self.last_any is None or not (wearable or fixtures):
             return []
         cfg = self.config
         model = self.any if wearable else self.fixtures
-        p = model.probability()
-        alpha = cfg.inactivity_alpha * self.sensitivity.get(FindingCode.INACTIVITY, 1.0)
-        learned = not self._cold() and model.learnable and p < alpha
+        sensitivity = self.sensitivity.get(FindingCode.INACTIVITY, 1.0)
+        p = model.probability() if model.learnable else 1.0
+        late = self._late_morning(now)
+        morning = late / cfg.late_morning_alpha < p / cfg.inactivity_alpha
+        learned = not self._cold() and (
+            p < cfg.inactivity_alpha * sensitivity or late < cfg.late_morning_alpha * sensitivity
+        )
+        if morning:
+            p = late
         onset = self.last_any
         if not learned and now - onset < cfg.floor_silence:
             # In cold start the floor is the fixed water rule itself, so carebed is never slower than it.
@@ -489,12 +529,13 @@ class HomePatterns:
         )
         evidence["probability"] = _significant(p) if learned else None
         text = f"No activity since {since} ({_duration(minutes)})"
-        if self.usual_wake.get() > 0 and self._is_night(tod_bin(onset, cfg.tz)):
-            wake = int(self.usual_wake.get())
-            evidence["usually_active_by"] = f"{wake // 60:02d}:{wake % 60:02d}"
-            text = f"Usually active by {evidence['usually_active_by']}; nothing since {since} ({_duration(minutes)})"
+        if self.wake_days and self.quiet_since_night:
+            wake = (int(self.wake_mean.get()) + 720) % 1440
+            evidence["usually_up_at"] = f"{wake // 60:02d}:{wake % 60:02d}"
+            text = f"Usually up at {evidence['usually_up_at']}; nothing since {since} ({_duration(minutes)})"
         if learned:
-            text += f"; about 1 in {_one_in(p):,} under this home's normal pattern"
+            what = "mornings" if morning else "quiet spells"
+            text += f"; about 1 in {_one_in(p):,} {what} under this home's normal pattern"
         else:
             text += f"; fixed rule: nothing for {cfg.floor_silence.total_seconds() / 3600:.0f} h"
         return [self._finding(FindingCode.INACTIVITY, Severity.HIGH, onset, now, text, evidence)]
