@@ -325,6 +325,7 @@ class HomePatterns:
         self.learned_days = 0
         self.declined = False
         self.away_until: datetime | None = None
+        self.was_away = False
 
     def process(self, reading: Reading) -> list[Finding]:
         findings = self.advance(reading.ts)
@@ -412,6 +413,13 @@ class HomePatterns:
             flow.alerted = False
         flow.prev_ts = ts
 
+    def _returned(self, now: datetime) -> None:
+        """Back from an away period: the home's silence while away was not the resident's, so spells start afresh."""
+        self.last_any = self.last_fixture_use = now
+        self.any.hold(now, active=True)
+        self.fixtures.hold(now, active=True)
+        self.silence_alerted = self.fixture_floor_alerted = self.quiet_since_night = False
+
     def _away(self, now: datetime) -> bool:
         return self.away_until is not None and now < self.away_until
 
@@ -433,6 +441,9 @@ class HomePatterns:
         cfg = self.config
         tod = tod_bin(now, cfg.tz)
         away = self._away(now)
+        if self.was_away and not away:
+            self._returned(now)
+        self.was_away = away
         learn = not away
         wearable = self._healthy(DeviceKind.WEARABLE, now) and self.worn
         fixtures = self._healthy(DeviceKind.WATER_METER, now) or self._healthy(DeviceKind.GAS_SENSOR, now)
