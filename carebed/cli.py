@@ -127,7 +127,13 @@ def simulate(
 @click.option("--days", type=click.IntRange(min=2), default=30, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
-def eval_(homes: int, days: int, seed: int, as_json: bool) -> None:
+@click.option("--ground-truth", type=click.File("w", encoding="utf-8"), help="Write the incidents (JSON lines) here.")
+@click.option(
+    "--readings", type=click.File("w", encoding="utf-8"), help="Write the readings and away feedback here, for replay."
+)
+def eval_(
+    homes: int, days: int, seed: int, as_json: bool, ground_truth: TextIO | None, readings: TextIO | None
+) -> None:
     """Simulate homes in memory, run the detector in event time and score it against the ground truth."""
     import json
 
@@ -135,11 +141,16 @@ def eval_(homes: int, days: int, seed: int, as_json: bool) -> None:
     from rich.progress import Progress
 
     from detector.evaluation import EvalPlan, evaluate, report_tables
+    from detector.replay import write_simulation
 
     plan = EvalPlan(homes=homes, days=days, seed=seed, tz=get_settings().tz)
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task("simulating and detecting", total=homes)
-        report = evaluate(plan, lambda done: progress.update(task, completed=done))
+        report = evaluate(
+            plan,
+            lambda done: progress.update(task, completed=done),
+            lambda timeline: write_simulation(timeline, ground_truth, readings),
+        )
     if as_json:
         click.echo(json.dumps(report))
     else:

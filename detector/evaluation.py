@@ -84,10 +84,8 @@ def run_home(timeline: Timeline, config: PatternConfig) -> tuple[dict[str, Outco
     learned = HomePatterns(timeline.home_id, config)
     detectors: dict[str, Detector] = {LEARNED: learned, **fixed_rules()}
     found: dict[str, list[Finding]] = {name: [] for name in detectors}
-    feedback: list[tuple[datetime, int, Feedback]] = []
-    for n, away in enumerate(timeline.away):
-        if away.declared:
-            heapq.heappush(feedback, (away.start, n, _feedback(timeline, FeedbackKind.AWAY, away.start, away.end)))
+    feedback = [(fb.ts, n, fb) for n, fb in enumerate(declared_away(timeline))]
+    heapq.heapify(feedback)
     serial = len(feedback)
     for reading in readings(timeline):
         while feedback and feedback[0][0] <= reading.ts:
@@ -163,8 +161,18 @@ def summarise(outcomes: Iterable[Outcome], resident_months: float) -> dict[str, 
     }
 
 
-def evaluate(plan: EvalPlan, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Simulate ``plan.homes`` homes for ``plan.days`` days and score the learned layer and the fixed rules."""
+def declared_away(timeline: Timeline) -> list[Feedback]:
+    """The away feedback an operator would have entered for the trips and hospital stays that were declared."""
+    return [_feedback(timeline, FeedbackKind.AWAY, a.start, a.end) for a in timeline.away if a.declared]
+
+
+def evaluate(
+    plan: EvalPlan, progress: Callable[[int], None] | None = None, on_home: Callable[[Timeline], None] | None = None
+) -> dict[str, Any]:
+    """Simulate ``plan.homes`` homes for ``plan.days`` days and score the learned layer and the fixed rules.
+
+    ``on_home`` sees each home's timeline, e.g. to write its readings and ground truth to files.
+    """
     rng = random.Random(plan.seed)
     config = PatternConfig(tz=plan.tz)
     results: dict[str, list[Outcome]] = {}
@@ -172,6 +180,8 @@ def evaluate(plan: EvalPlan, progress: Callable[[int], None] | None = None) -> d
     for n in range(1, plan.homes + 1):
         home_id = f"home-{n:05d}"
         timeline = build_timeline(home_id, START, plan.days, rng.randrange(2**32), plan.tz, incidents_for(rng))
+        if on_home is not None:
+            on_home(timeline)
         outcomes, size = run_home(timeline, config)
         state_bytes.append(size)
         for name, outcome in outcomes.items():

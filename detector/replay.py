@@ -7,6 +7,7 @@ data with one broken line still replays.
 from __future__ import annotations
 
 import csv
+import heapq
 import json
 from collections import Counter
 from collections.abc import Iterable
@@ -17,8 +18,10 @@ from pydantic import ValidationError
 
 from carebed.schemas import Feedback, Reading, dump
 from detector.core import DetectorCore
+from detector.evaluation import declared_away
 from detector.patterns import PatternConfig, SeriesScorer
 from detector.rules import RuleConfig
+from simulators.residents import Timeline, readings
 
 
 def replay(lines: Iterable[str], out: TextIO, rules: RuleConfig, patterns: PatternConfig) -> Counter[str]:
@@ -74,3 +77,18 @@ def score_series(rows: Iterable[list[str]], out: TextIO, config: PatternConfig) 
         counts["rows"] += 1
         writer.writerow([row[0].strip(), row[1].strip(), f"{score:.4f}"])
     return counts
+
+
+def write_simulation(timeline: Timeline, ground_truth: TextIO | None, stream: TextIO | None) -> None:
+    """A simulated home as files: its incidents, and its readings merged in time with its declared away periods."""
+    if ground_truth is not None:
+        for truth in timeline.incidents:
+            ground_truth.write(json.dumps(truth.to_json()) + "\n")
+    if stream is not None:
+        lines = heapq.merge(
+            ((r.ts, dump(r)) for r in readings(timeline)),
+            ((fb.ts, dump(fb)) for fb in declared_away(timeline)),
+            key=lambda item: item[0],
+        )
+        for _, line in lines:
+            stream.write(line.decode() + "\n")

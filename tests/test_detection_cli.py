@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import datetime
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from carebed.cli import main
 from carebed.schemas import Feedback, FeedbackKind, Finding, FindingCode
+from detector.evaluation import DETECTED_BY
 from simulators.residents import IncidentType
 from tests.detection_data import stream, timeline
 
@@ -92,3 +94,25 @@ def test_score_series_scores_every_row_in_zero_to_one(tmp_path: Path) -> None:
     assert max(scores) > 0.99, "the collapse leaves the water silent for a day"
     assert all(float(row["score"]) == 0 for row in out if float(row["value"]) > 0)
     assert "1 rejected" in result.stderr
+
+
+def test_eval_writes_its_ground_truth_and_readings_for_replay(tmp_path: Path) -> None:
+    truth_path, readings_path = tmp_path / "truth.jsonl", tmp_path / "readings.jsonl"
+    args = ["eval", "--homes", "2", "--days", "12", "--seed", "2", "--json"]
+    result = CliRunner().invoke(main, [*args, "--ground-truth", str(truth_path), "--readings", str(readings_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    truth = [json.loads(line) for line in truth_path.read_text(encoding="utf-8").splitlines()]
+    assert len(truth) == sum(row["count"] for row in report["incidents"].values())
+
+    replayed = CliRunner().invoke(main, ["replay", str(readings_path)])
+    assert replayed.exit_code == 0, replayed.output
+    assert "0 rejected" not in replayed.stderr and "rejected" not in replayed.stderr
+    findings = [Finding.model_validate_json(line) for line in replayed.stdout.splitlines()]
+    for incident in truth:
+        onset = datetime.fromisoformat(incident["onset"])
+        codes = DETECTED_BY[IncidentType(incident["incident"])]
+        caught = [
+            f for f in findings if f.home_id == incident["home_id"] and f.code in codes and f.detected_at >= onset
+        ]
+        assert caught, incident
