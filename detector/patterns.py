@@ -41,7 +41,6 @@ BINS_PER_DAY = 48
 AGE_EDGES_MIN = (10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0)
 AGES = len(AGE_EDGES_MIN) + 1
 CALIBRATION_LEVELS = 8
-AGE_SHRINK = 0.8
 FLOW_BINS = 48
 WINDOW_TICKS = 12
 WANDER_MIN_TICKS = 5
@@ -134,7 +133,7 @@ class GapModel:
     >>> for i in range(1, 13):  # then an hour of silence, longer than any spell seen
     ...     model.step(t + (12 * 24 * 7 + i) * TICK, active=False, learn=True)
     >>> round(model.probability(), 3)
-    0.021
+    0.004
     """
 
     def __init__(self, tz: tzinfo, prior_weight: float = 10.0) -> None:
@@ -152,7 +151,7 @@ class GapModel:
         """Chance of activity within the next tick, smoothed over neighbouring half hours.
 
         Where this home has few spells of this age, the estimate leans on its own hazard at the
-        next younger age (a little lower, to stay cautious), and at the youngest age on the
+        next younger age (never below the population prior), and at the youngest age on the
         population prior: a spell longer than any seen is assumed to end as the longest ones did.
         """
         counts = self.counts
@@ -164,7 +163,7 @@ class GapModel:
                 i = (((tod + offset) % BINS_PER_DAY) * AGES + a) * 2
                 trials += weight * counts[i]
                 events += weight * counts[i + 1]
-            prior = h if a == 0 else max(_prior_hazard(tod, a), AGE_SHRINK * h)
+            prior = h if a == 0 else max(_prior_hazard(tod, a), h)
             h = min(0.99, (events + k * prior) / (trials + k))
         return h
 
