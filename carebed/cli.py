@@ -6,8 +6,10 @@ import json
 import signal
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 import click
 import yaml
@@ -176,6 +178,76 @@ def simulate(
     if as_json:
         summary = {"published": simulation.progress.total, **simulation.progress.published}
         click.echo(json.dumps({**summary, "incidents": simulation.progress.incidents}))
+
+
+@main.command("eval")
+@click.option("--homes", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--days", type=click.IntRange(min=2), default=30, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+@click.option("--ground-truth", type=click.File("w", encoding="utf-8"), help="Write the incidents (JSON lines) here.")
+@click.option(
+    "--readings", type=click.File("w", encoding="utf-8"), help="Write the readings and away feedback here, for replay."
+)
+def eval_(
+    homes: int, days: int, seed: int, as_json: bool, ground_truth: TextIO | None, readings: TextIO | None
+) -> None:
+    """Simulate homes in memory, run the detector in event time and score it against the ground truth."""
+    import json
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from detector.evaluation import EvalPlan, evaluate, report_tables
+    from detector.replay import write_simulation
+
+    plan = EvalPlan(homes=homes, days=days, seed=seed, tz=get_settings().tz)
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("simulating and detecting", total=homes)
+        report = evaluate(
+            plan,
+            lambda done: progress.update(task, completed=done),
+            lambda timeline: write_simulation(timeline, ground_truth, readings),
+        )
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        console = Console()
+        for table in report_tables(report):
+            console.print(table)
+
+
+@main.command()
+@click.argument("path", type=click.File("r", encoding="utf-8"))
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-", help="Findings (JSON lines).")
+def replay(path: TextIO, output: TextIO) -> None:
+    """Run the detector over normalised readings (JSON lines, see docs/detection.md) and write its findings."""
+    from detector.replay import replay as run_replay
+    from detector.service import pattern_config, rule_config
+
+    settings = get_settings()
+    _report(run_replay(path, output, rule_config(settings), pattern_config(settings)))
+
+
+@main.command("score-series")
+@click.argument("path", type=click.File("r", encoding="utf-8"))
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-")
+def score_series(path: TextIO, output: TextIO) -> None:
+    """Score a `timestamp,value` CSV with the learned time-of-day inactivity model; writes `timestamp,value,score`."""
+    import csv
+
+    from detector.replay import score_series as run_scoring
+    from detector.service import pattern_config
+
+    _report(run_scoring(csv.reader(path), output, pattern_config(get_settings())))
+
+
+def _report(counts: Counter[str]) -> None:
+    """Totals and the first rejected lines, on stderr so that stdout stays machine-readable."""
+    totals = {k: v for k, v in counts.items() if not k.startswith("line ")}
+    click.echo(", ".join(f"{v} {k}" for k, v in sorted(totals.items())) or "nothing read", err=True)
+    for reason in [k for k in counts if k.startswith("line ")][:20]:
+        click.echo(f"skipped {reason}", err=True)
 
 
 @main.group()

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from carebed.schemas import (
     DeviceEvent,
     DeviceKind,
+    Feedback,
     Finding,
     FindingCode,
     Reading,
@@ -98,6 +99,9 @@ class RuleEngine:
             return []
         self._last_sweep = now
         return self._offline(now)
+
+    def apply(self, feedback: Feedback) -> None:
+        """Emergencies need no learning and are never muted, so operator feedback changes nothing here."""
 
     def _event(self, reading: Reading, state: DeviceState) -> list[Finding]:
         assert reading.event is not None

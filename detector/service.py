@@ -1,4 +1,4 @@
-"""MQTT adapter of the detector: readings in, findings out, state checkpointed to disk."""
+"""MQTT adapter of the detector: readings and operator feedback in, findings out, state checkpointed to disk."""
 
 from __future__ import annotations
 
@@ -16,15 +16,18 @@ from pydantic import ValidationError
 
 from carebed import service, topics
 from carebed.mqtt import Inbound, MqttClient, Outbound
-from carebed.schemas import Finding, Reading, dump, utc_now
+from carebed.schemas import Feedback, Finding, Reading, dump, utc_now
 from carebed.settings import Settings
-from detector.rules import RuleConfig, RuleEngine
+from detector.core import DetectorCore
+from detector.patterns import PatternConfig
+from detector.rules import RuleConfig
 
 log = logging.getLogger(__name__)
 
 READINGS_IN = Counter("carebed_detector_readings_total", "Readings processed")
 FINDINGS_OUT = Counter("carebed_detector_findings_total", "Findings raised, by code", ["code"])
-CHECKPOINT_VERSION = 1
+FEEDBACK_IN = Counter("carebed_detector_feedback_total", "Operator feedback applied, by kind", ["kind"])
+CHECKPOINT_VERSION = 2
 TICK_S = 5.0
 
 
@@ -36,16 +39,23 @@ def rule_config(settings: Settings) -> RuleConfig:
     )
 
 
+def pattern_config(settings: Settings) -> PatternConfig:
+    return PatternConfig(tz=settings.tz)
+
+
 class Detector:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.checkpoint_path = settings.data_dir / "detector" / "state.pickle"
-        self.engine = self._restore(self.checkpoint_path) or RuleEngine(rule_config(settings))
-        self.engine.config = rule_config(settings)
+        self.engine = self._restore(self.checkpoint_path) or DetectorCore(
+            rule_config(settings), pattern_config(settings)
+        )
+        self.engine.configure(rule_config(settings), pattern_config(settings))
         self._lock = threading.Lock()
         self._checkpointed_at = time.monotonic()
         self.mqtt = MqttClient(settings, client_id="carebed-detector")
         self.mqtt.subscribe(topics.READINGS_SUBSCRIPTION, self.handle)
+        self.mqtt.subscribe(topics.FEEDBACK_SUBSCRIPTION, self.handle_feedback)
 
     def handle(self, message: Inbound) -> Sequence[Outbound]:
         try:
@@ -58,6 +68,22 @@ class Detector:
             findings = self.engine.process(reading)
             self._checkpoint_if_due()
         return self._outbound(findings)
+
+    def handle_feedback(self, message: Inbound) -> Sequence[Outbound]:
+        """Away, back and false alarms from operators; checkpointed at once, since they are rare and matter."""
+        try:
+            feedback = Feedback.model_validate_json(message.payload)
+        except ValidationError:
+            log.error("malformed feedback on an internal topic", extra={"topic": message.topic})
+            return ()
+        with self._lock:
+            self.engine.apply(feedback)
+            self.checkpoint()
+        FEEDBACK_IN.labels(feedback.kind.value).inc()
+        log.info(
+            "feedback", extra={"feedback_id": feedback.id, "kind": feedback.kind.value, "home_id": feedback.home_id}
+        )
+        return ()
 
     def tick(self) -> None:
         """Let the wall clock move event time on when every device has gone quiet."""
@@ -88,15 +114,15 @@ class Detector:
             self.checkpoint()
 
     @staticmethod
-    def _restore(path: Path) -> RuleEngine | None:
+    def _restore(path: Path) -> DetectorCore | None:
         if not path.exists():
             return None
         with path.open("rb") as f:
             version, engine = pickle.load(f)
-        if version != CHECKPOINT_VERSION or not isinstance(engine, RuleEngine):
+        if version != CHECKPOINT_VERSION or not isinstance(engine, DetectorCore):
             log.warning("checkpoint of another version ignored", extra={"path": str(path)})
             return None
-        log.info("state restored", extra={"devices": len(engine.devices)})
+        log.info("state restored", extra={"devices": len(engine.rules.devices), "homes": len(engine.patterns.homes)})
         return engine
 
     @staticmethod

@@ -1,6 +1,7 @@
-"""Pure core of the simulators: homes, residents' days, and devices that speak the native payloads.
+"""Pure core of the simulators: the registry of simulated homes, and devices that speak the native payloads.
 
-Everything is a function of (seed, simulated time), so the same seed replays the same week.
+What the resident does comes from :mod:`simulators.residents` (profiles, day-to-day variation);
+everything is a function of (seed, simulated time), so the same seed replays the same week.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo
 from carebed.registry import DeviceSpec, HomeSpec, RegistryFile, ResidentSpec, ResponderSpec
 from carebed.schemas import DeviceKind
 from carebed.topics import DeviceChannel
+from simulators.residents import SLOT, Timeline, build_timeline
 
 SURNAMES = ["王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴", "徐", "孙"]
 GIVEN = ["秀英", "桂英", "玉兰", "淑珍", "建国", "国华", "志明", "凤英", "德明", "美华", "文华", "淑兰"]
@@ -23,6 +25,7 @@ STREETS = ["朝阳路", "人民路", "解放路", "中山路", "和平街", "建
 RELATIONS = ["daughter", "son", "neighbour", "community_worker"]
 
 SIMULATED_KINDS = (DeviceKind.WEARABLE, DeviceKind.WATER_METER, DeviceKind.GAS_SENSOR)
+LIVE_DAYS = 7
 REPORT_EVERY = {
     DeviceKind.WEARABLE: timedelta(minutes=1),
     DeviceKind.WATER_METER: timedelta(minutes=5),
@@ -80,54 +83,25 @@ def build_registry(homes: int, seed: int) -> RegistryFile:
     return RegistryFile(homes=specs)
 
 
-@dataclass(slots=True)
-class Routine:
-    """One resident's day: when they get up, eat, wash and go to bed (local time, hours)."""
-
-    wake: float
-    sleep: float
-    meals: tuple[float, ...]
-    activity: float
-
-    @classmethod
-    def draw(cls, rng: random.Random) -> Routine:
-        wake = rng.uniform(5.5, 7.5)
-        return cls(
-            wake=wake,
-            sleep=rng.uniform(21.0, 23.0),
-            meals=(wake + rng.uniform(0.5, 1.0), rng.uniform(11.3, 12.3), rng.uniform(17.3, 18.5)),
-            activity=rng.uniform(0.6, 1.2),
-        )
-
-    def awake(self, hour: float) -> bool:
-        return self.wake <= hour < self.sleep
-
-    def cooking(self, hour: float) -> bool:
-        return any(m <= hour < m + 0.4 for m in self.meals)
-
-    def using_water(self, hour: float) -> bool:
-        return self.cooking(hour) or self.wake <= hour < self.wake + 0.25 or self.sleep - 0.5 <= hour < self.sleep - 0.3
-
-
 @dataclass
 class SimulatedHome:
-    """A home's three devices, advanced in simulated time."""
+    """A home's three devices, advanced in simulated time; the resident's days come from :mod:`simulators.residents`."""
 
     spec: HomeSpec
     tz: ZoneInfo
     rng: random.Random
-    routine: Routine = field(init=False)
     water_l: float = 0.0
     gas_m3: float = 0.0
     steps: int = 0
     seq: dict[str, int] = field(default_factory=dict)
     incident: Incident | None = None
     incident_at: datetime | None = None
+    timeline: Timeline | None = None
 
     def __post_init__(self) -> None:
-        self.routine = Routine.draw(self.rng)
         self.water_l = self.rng.uniform(10_000, 90_000)
         self.gas_m3 = self.rng.uniform(100, 900)
+        self.seed = self.rng.randrange(2**32)
 
     def device(self, kind: DeviceKind) -> str:
         return next(d.id for d in self.spec.devices if d.kind is kind)
@@ -141,42 +115,57 @@ class SimulatedHome:
             return [self._message(self.device(DeviceKind.WATER_METER), DeviceChannel.EVENT, at, event="leak")]
         return []
 
+    def _slot(self, now: datetime) -> tuple[Timeline, int]:
+        """The resident's 5-minute slot at ``now``, drawing the next week when the current one runs out."""
+        t = self.timeline
+        if t is None or not 0 <= t.slot_of(now) < t.slots:
+            t = self.timeline = build_timeline(
+                self.spec.id,
+                now,
+                LIVE_DAYS,
+                self.seed + int(now.timestamp()) // 86400,
+                self.tz,
+                trips=False,
+                faults=False,
+            )
+        return t, t.slot_of(now)
+
     def report(self, kind: DeviceKind, now: datetime) -> Message:
-        hour = self._hour(now)
-        interval_min = REPORT_EVERY[kind].total_seconds() / 60
+        t, slot = self._slot(now)
+        share = REPORT_EVERY[kind] / SLOT
         device_id = self.device(kind)
         if kind is DeviceKind.WEARABLE:
-            awake = self.routine.awake(hour)
-            if awake:
-                self.steps += int(self.rng.uniform(0, 40) * self.routine.activity * interval_min)
+            worn = bool(t.worn[slot])
+            moving = t.steps[slot] > 0
+            if worn:
+                self.steps += int(t.steps[slot] * share)
+            hour = self._hour(now)
             resting = 58 + 6 * math.sin(hour / 24 * 2 * math.pi)
             return self._message(
                 device_id,
                 DeviceChannel.TELEMETRY,
                 now,
-                heart_rate_bpm=round(resting + (12 if awake else 0) + self.rng.gauss(0, 3)),
-                spo2_pct=round(min(100.0, self.rng.gauss(97, 1)), 1),
+                heart_rate_bpm=round(resting + (12 if moving else 0) + self.rng.gauss(0, 3)) if worn else None,
+                spo2_pct=round(min(100.0, self.rng.gauss(97, 1)), 1) if worn else None,
                 steps=self.steps,
-                worn=True,
+                worn=worn,
                 battery_pct=90,
             )
         if kind is DeviceKind.WATER_METER:
             leaking = self.incident is Incident.LEAK
-            flow = 6.0 if self.routine.using_water(hour) else 0.0
-            flow += 2.5 if leaking else 0.0
-            self.water_l += flow * interval_min
+            flow = t.water_l[slot] / 5 + (2.5 if leaking else 0.0)
+            self.water_l += flow * share * 5
             return self._message(
                 device_id,
                 DeviceChannel.TELEMETRY,
                 now,
                 volume_l=round(self.water_l, 2),
-                flow_l_min=flow,
+                flow_l_min=round(flow, 2),
                 leak=leaking,
                 battery_pct=80,
             )
-        cooking = self.routine.cooking(hour)
-        flow_m3_h = 0.35 if cooking else 0.0
-        self.gas_m3 += flow_m3_h * interval_min / 60
+        flow_m3_h = t.gas_m3[slot] * 12
+        self.gas_m3 += flow_m3_h * share * 5 / 60
         lel = max(0.0, self.rng.gauss(0.5, 0.3))
         if self.incident is Incident.GAS and self.incident_at is not None:
             minutes = (now - self.incident_at).total_seconds() / 60
@@ -188,7 +177,7 @@ class SimulatedHome:
             ch4_lel_pct=round(lel, 1),
             co_ppm=round(max(0.0, self.rng.gauss(2, 1)), 1),
             volume_m3=round(self.gas_m3, 3),
-            flow_m3_h=flow_m3_h,
+            flow_m3_h=round(flow_m3_h, 3),
             battery_pct=85,
         )
 
@@ -199,5 +188,6 @@ class SimulatedHome:
     def _message(self, device_id: str, channel: DeviceChannel, ts: datetime, **values: Any) -> Message:
         seq = self.seq.get(device_id, 0)
         self.seq[device_id] = seq + 1
-        payload = {"ts": ts.isoformat(timespec="seconds").replace("+00:00", "Z"), "seq": seq, **values}
+        present = {k: v for k, v in values.items() if v is not None}
+        payload = {"ts": ts.isoformat(timespec="seconds").replace("+00:00", "Z"), "seq": seq, **present}
         return Message(device_id, channel, payload, ts)

@@ -1,0 +1,790 @@
+"""Pure core of the learned living patterns: per-home baselines judged in event time.
+
+Each home learns, on a fixed 5-minute grid of event time, how likely activity is to resume
+after a quiet spell of a given length at a given time of day (a discrete-time hazard model).
+The survival of the current quiet spell under that model is the probability that a normal
+spell lasts this long; a calibration layer checks it against how often this home's own
+completed spells got that improbable and only ever raises it. The same machinery learns
+flow lengths (tap, stove), night-time steps and daily totals. Everything is a few arrays of
+float32 and a handful of river running statistics, so a home's state pickles to a few KB.
+
+Because the grid and every decision depend only on device timestamps, a replay at any
+speed, split anywhere by a pickled checkpoint, gives the same findings as a live run.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
+
+from river import stats
+
+from carebed.schemas import (
+    DeviceKind,
+    Feedback,
+    FeedbackKind,
+    Finding,
+    FindingCode,
+    Reading,
+    Severity,
+    evidence_of,
+)
+
+TICK = timedelta(minutes=5)
+TICK_MIN = 5.0
+BINS_PER_DAY = 48
+AGE_EDGES_MIN = (10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0)
+AGES = len(AGE_EDGES_MIN) + 1
+CALIBRATION_LEVELS = 8
+FLOW_BINS = 48
+WINDOW_TICKS = 12
+WANDER_MIN_TICKS = 5
+DEEP_NIGHT_RATE = 0.05
+WAKE_SD_FLOOR_MIN = 20.0
+RISING_FROM_NOON = (14 * 60, 24 * 60)  # 02:00 to 12:00: a stir in the evening is not getting up
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+FOREVER = datetime.max.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class PatternConfig:
+    """Knobs of the learned layer; the alphas are per-opportunity false-alarm probabilities."""
+
+    tz: tzinfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
+    cold_start_days: int = 7
+    inactivity_alpha: float = 1 / 2000
+    late_morning_alpha: float = 0.001
+    flow_false_per_month: float = 0.1
+    wander_alpha: float = 0.002
+    decline_alpha: float = 0.001
+    floor_silence: timedelta = timedelta(hours=12)
+    floor_flow: timedelta = timedelta(hours=2)
+    floor_flow_night: timedelta = timedelta(hours=1)
+    device_stale: timedelta = timedelta(minutes=15)
+    daily_decay: float = 0.98
+    prior_weight: float = 10.0
+
+
+def tod_bin(ts: datetime, tz: tzinfo) -> int:
+    local = ts.astimezone(tz)
+    return local.hour * 2 + local.minute // 30
+
+
+def grid_after(ts: datetime) -> datetime:
+    """The first grid point strictly after ``ts``."""
+    ticks = (ts - EPOCH) // TICK
+    return EPOCH + (ticks + 1) * TICK
+
+
+def _prior_hazard(tod: int, age: int) -> float:
+    """Population prior: low chance of activity at night, modest by day; low means slow to alarm."""
+    hour = tod / 2
+    if hour >= 22 or hour < 6:
+        return 0.03
+    return (0.5, 0.35, 0.25, 0.15, 0.1, 0.06, 0.04, 0.03)[age]
+
+
+def _clock(ts: datetime, tz: tzinfo) -> str:
+    return ts.astimezone(tz).strftime("%H:%M")
+
+
+def _one_in(p: float) -> int:
+    """1/p rounded to two significant figures, for readable evidence."""
+    n = 1 / max(p, 1e-12)
+    digits = max(0, int(math.log10(n)) - 1)
+    return int(round(n, -digits))
+
+
+def _minute_from_noon(ts: datetime, tz: tzinfo) -> int:
+    """Minutes since the previous local noon, so that rising times after midnight stay in order."""
+    local = ts.astimezone(tz)
+    return (local.hour * 60 + local.minute - 720) % 1440
+
+
+def _significant(p: float) -> float:
+    """Two significant figures: evidence rounding to 0.01 would turn every alarm's probability into 0."""
+    return float(f"{p:.2g}")
+
+
+def _duration(minutes: float) -> str:
+    hours, mins = divmod(int(minutes), 60)
+    return f"{hours} h {mins} min" if hours else f"{mins} min"
+
+
+class GapModel:
+    """How long quiet spells last at each time of day: learns a hazard per (time of day, age), scores the current spell.
+
+    ``step`` is called once per grid tick with whether activity happened since the previous
+    tick. ``probability()`` is the calibrated chance that a normal spell gets as improbable
+    as the current one.
+
+    >>> from datetime import datetime, UTC
+    >>> model = GapModel(ZoneInfo("UTC"))
+    >>> t = datetime(2026, 1, 1, 9, tzinfo=UTC)
+    >>> for i in range(12 * 24 * 7 + 1):  # a week of activity every other 5 minutes
+    ...     model.step(t + i * TICK, active=i % 2 == 0, learn=True)
+    >>> model.probability()
+    1.0
+    >>> for i in range(1, 13):  # then an hour of silence, longer than any spell seen
+    ...     model.step(t + (12 * 24 * 7 + i) * TICK, active=False, learn=True)
+    >>> round(model.probability(), 3)
+    0.004
+    """
+
+    def __init__(self, tz: tzinfo, prior_weight: float = 10.0) -> None:
+        self.tz = tz
+        self.prior_weight = prior_weight
+        self.counts = array("f", bytes(4 * BINS_PER_DAY * AGES * 2))
+        self.calibration = array("f", bytes(4 * (CALIBRATION_LEVELS + 1)))
+        self.log_s = 0.0
+        self.last_activity: datetime | None = None
+        self.quiet_ticks = 0
+        self.learnable = True
+        self._prev: tuple[int, int] | None = None
+
+    def hazard(self, tod: int, age: int) -> float:
+        """Chance of activity within the next tick, smoothed over neighbouring half hours.
+
+        Where this home has few spells of this age, the estimate leans on its own hazard at the
+        next younger age (never below the population prior), and at the youngest age on the
+        population prior: a spell longer than any seen is assumed to end as the longest ones did.
+        """
+        counts = self.counts
+        k = self.prior_weight
+        h = _prior_hazard(tod, 0)
+        for a in range(age + 1):
+            trials = events = 0.0
+            for offset, weight in ((0, 1.0), (-1, 0.5), (1, 0.5)):
+                i = (((tod + offset) % BINS_PER_DAY) * AGES + a) * 2
+                trials += weight * counts[i]
+                events += weight * counts[i + 1]
+            prior = h if a == 0 else max(_prior_hazard(tod, a), h)
+            h = min(0.99, (events + k * prior) / (trials + k))
+        return h
+
+    def step(self, now: datetime, active: bool, learn: bool, tod: int | None = None) -> None:
+        tod = tod_bin(now, self.tz) if tod is None else tod
+        if self._prev is not None:
+            ptod, page = self._prev
+            if learn and self.learnable:
+                i = (ptod * AGES + page) * 2
+                self.counts[i] += 1
+                if active:
+                    self.counts[i + 1] += 1
+            if not active:
+                self.log_s += math.log1p(-self.hazard(ptod, page))
+        if active:
+            if self.quiet_ticks and learn and self.learnable:
+                self._record_spell()
+            self.last_activity = now
+            self.log_s = 0.0
+            self.quiet_ticks = 0
+            self.learnable = True
+        elif self.last_activity is not None:
+            self.quiet_ticks += 1
+        if self.last_activity is None:
+            self._prev = None
+        else:
+            age = (now - self.last_activity).total_seconds() / 60
+            self._prev = (tod, bisect_right(AGE_EDGES_MIN, age))
+
+    def hold(self, now: datetime, active: bool) -> None:
+        """Some channels this model watches are not reporting: activity still ends the spell, silence does not count.
+
+        The spell's survival is frozen rather than reset, so a watch taken off to charge does
+        not hide a collapse that began before; nothing is learned until the channels return.
+        """
+        if active:
+            self.last_activity = now
+            self.log_s = 0.0
+            self.quiet_ticks = 0
+            self.learnable = True
+        self._prev = None
+
+    def _record_spell(self) -> None:
+        cal = self.calibration
+        cal[0] += 1
+        reached = min(CALIBRATION_LEVELS, int(-self.log_s / math.log(10)))
+        for level in range(1, reached + 1):
+            cal[level] += 1
+
+    def survival(self) -> float:
+        return math.exp(self.log_s)
+
+    def probability(self) -> float:
+        """Survival of the current spell, raised if this home's spells reached such levels more often than expected."""
+        s = self.survival()
+        if s >= 0.1:
+            return s
+        level = min(CALIBRATION_LEVELS, int(-math.log10(s)))
+        expected = self.calibration[0] * 10.0**-level
+        observed = self.calibration[level]
+        return min(1.0, s * max(1.0, (observed + 1) / (expected + 1)))
+
+    def decay(self, factor: float) -> None:
+        for arr in (self.counts, self.calibration):
+            for i in range(len(arr)):
+                arr[i] *= factor
+
+
+_FLOW_PRIOR = {
+    DeviceKind.WATER_METER: [1.0 if 1 <= i <= 3 else 0.3 if i <= 6 else 0.0 for i in range(FLOW_BINS)],
+    DeviceKind.GAS_SENSOR: [1.0 if 3 <= i <= 9 else 0.3 if i <= 12 else 0.0 for i in range(FLOW_BINS)],
+}
+
+
+def flow_tail(counts: Sequence[float], prior: Sequence[float], prior_weight: float, minutes: float) -> float:
+    """P(a normal flow lasts >= minutes): empirical in the bulk, an exponential tail beyond it.
+
+    The tail starts where about ten of the home's flows remain (at most the top 10 %, at least
+    the top 1 %), and its scale is their mean excess: peaks over a threshold with shape zero.
+    """
+    prior_total = sum(prior)
+    mass = [c + prior_weight * p / prior_total for c, p in zip(counts, prior, strict=True)]
+    n = sum(mass)
+    survival = [0.0] * (FLOW_BINS + 1)
+    for i in range(FLOW_BINS - 1, -1, -1):
+        survival[i] = survival[i + 1] + mass[i] / n
+    share = min(0.1, max(0.005, 5 / n))
+    start = max(i for i in range(FLOW_BINS) if survival[i] >= share)
+    beyond = [(j - start, mass[j]) for j in range(start + 1, FLOW_BINS) if mass[j] > 0]
+    weight = sum(m for _, m in beyond)
+    tau = max(TICK_MIN, TICK_MIN * sum(d * m for d, m in beyond) / weight) if weight else TICK_MIN
+    index = minutes / TICK_MIN
+    if index <= start:
+        return survival[min(FLOW_BINS - 1, max(0, int(index)))]
+    return survival[start] * math.exp(-(minutes - start * TICK_MIN) / tau)
+
+
+@dataclass(slots=True)
+class Flow:
+    """One meter's flow episodes and what this home's normal episodes last (5-minute bins, day and night)."""
+
+    kind: DeviceKind
+    day: array[float] = field(default_factory=lambda: array("f", bytes(4 * FLOW_BINS)))
+    night: array[float] = field(default_factory=lambda: array("f", bytes(4 * FLOW_BINS)))
+    start: datetime | None = None
+    start_night: bool = False
+    last_flowing: datetime | None = None
+    prev_ts: datetime | None = None
+    alerted: bool = False
+    episodes: float = 0.0
+
+
+def _binomial_tail(n: int, k: int, p: float) -> float:
+    return sum(math.comb(n, j) * p**j * (1 - p) ** (n - j) for j in range(k, n + 1))
+
+
+class HomePatterns:
+    """One home's learned baselines and open situations; the whole object is the home's checkpointed state."""
+
+    def __init__(self, home_id: str, config: PatternConfig) -> None:
+        self.home_id = home_id
+        self.config = config
+        self.any = GapModel(config.tz, config.prior_weight)
+        self.fixtures = GapModel(config.tz, config.prior_weight)
+        self.flows = {k: Flow(k) for k in (DeviceKind.WATER_METER, DeviceKind.GAS_SENSOR)}
+        self.steps_active = array("f", bytes(4 * BINS_PER_DAY))
+        self.steps_total = array("f", bytes(4 * BINS_PER_DAY))
+        self.nights = array("f", bytes(4 * (WINDOW_TICKS + 1)))
+        self.daily_mean = stats.EWMean(fading_factor=0.1)
+        self.daily_var = stats.EWVar(fading_factor=0.1)
+        self.wake_mean = stats.EWMean(fading_factor=0.1)
+        self.wake_var = stats.EWVar(fading_factor=0.1)
+        self.wake_days = 0
+        self.awaiting_wake = False
+        self.quiet_since_night = False
+        self.active_mask = 0
+        self.recent_days: list[int] = []
+        self.sensitivity: dict[FindingCode, float] = {}
+        self.next_tick: datetime | None = None
+        self.last_seen: dict[DeviceKind, datetime] = {}
+        self.offline: set[DeviceKind] = set()
+        self.worn = True
+        self.last_steps: int | None = None
+        self.last_volume: dict[DeviceKind, float] = {}
+        self.pending_steps = False
+        self.pending_fixtures = False
+        self.last_any: datetime | None = None
+        self.last_fixture_use: datetime | None = None
+        self.fixture_floor_alerted = False
+        self.silence_alerted = False
+        self.step_mask = 0
+        self.night_ticks = 0
+        self.tonight_max = 0
+        self.wander_alerted = False
+        self.day_date: str | None = None
+        self.day_ticks = 0
+        self.day_active = 0
+        self.learned_days = 0
+        self.declined = False
+        self.away_until: datetime | None = None
+        self.was_away = False
+
+    def process(self, reading: Reading) -> list[Finding]:
+        findings = self.advance(reading.ts)
+        kind = reading.device_kind
+        ts = reading.ts
+        seen = self.last_seen.get(kind)
+        if seen is None or ts > seen:
+            self.last_seen[kind] = ts
+        if reading.online is False:
+            self.offline.add(kind)
+        else:
+            self.offline.discard(kind)
+        if kind is DeviceKind.WEARABLE:
+            if reading.worn is not None:
+                self.worn = reading.worn
+            if reading.steps is not None:
+                if self.last_steps is not None and reading.steps > self.last_steps:
+                    self._activity(ts, steps=True)
+                self.last_steps = reading.steps
+        elif kind is DeviceKind.WATER_METER:
+            self._meter(kind, ts, reading.water_volume_l, reading.water_flow_l_min, 0.5, 0.1)
+        elif kind is DeviceKind.GAS_SENSOR:
+            self._meter(kind, ts, reading.gas_volume_m3, reading.gas_flow_m3_h, 0.002, 0.02)
+        return findings
+
+    def apply(self, feedback: Feedback) -> None:
+        """Away and back set the away window; a false alarm makes this home less sensitive for that cause."""
+        if feedback.kind is FeedbackKind.AWAY:
+            self.away_until = feedback.until or FOREVER
+        elif feedback.kind is FeedbackKind.BACK:
+            self.away_until = None
+        elif feedback.code is not None:
+            self.sensitivity[feedback.code] = max(1e-3, self.sensitivity.get(feedback.code, 1.0) * 0.3)
+
+    def advance(self, now: datetime) -> list[Finding]:
+        """Evaluate every grid point strictly before ``now``."""
+        if self.next_tick is None:
+            self.next_tick = grid_after(now)
+            return []
+        findings: list[Finding] = []
+        while self.next_tick < now:
+            findings.extend(self._tick(self.next_tick))
+            self.next_tick += TICK
+        return findings
+
+    def _activity(self, ts: datetime, steps: bool = False) -> None:
+        if steps:
+            self.pending_steps = True
+        else:
+            self.pending_fixtures = True
+            self.fixture_floor_alerted = False
+            if self.last_fixture_use is None or ts > self.last_fixture_use:
+                self.last_fixture_use = ts
+        if self.last_any is None or ts > self.last_any:
+            self.last_any = ts
+
+    def _meter(
+        self, kind: DeviceKind, ts: datetime, volume: float | None, flow: float | None, used: float, flowing: float
+    ) -> None:
+        usage = 0.0
+        if volume is not None:
+            last = self.last_volume.get(kind)
+            if last is not None and volume >= last:
+                usage = volume - last
+            self.last_volume[kind] = volume
+        running = flow > flowing if flow is not None else usage > used
+        if usage > used or running:
+            self._activity(ts)
+        self._flow(self.flows[kind], ts, running)
+
+    def _flow(self, flow: Flow, ts: datetime, running: bool) -> None:
+        if running:
+            if flow.start is None:
+                flow.start = flow.prev_ts or ts
+                flow.start_night = self._is_night(tod_bin(flow.start, self.config.tz))
+            flow.last_flowing = ts
+        elif flow.start is not None:
+            end = flow.last_flowing or ts
+            if not flow.alerted and not self._away(ts):
+                minutes = (end - flow.start).total_seconds() / 60
+                hist = flow.night if flow.start_night else flow.day
+                hist[min(FLOW_BINS - 1, round(minutes / TICK_MIN))] += 1
+                flow.episodes += 1
+            flow.start = None
+            flow.alerted = False
+        flow.prev_ts = ts
+
+    def _returned(self, now: datetime) -> None:
+        """Back from an away period: the home's silence while away was not the resident's, so spells start afresh."""
+        self.last_any = self.last_fixture_use = now
+        self.any.hold(now, active=True)
+        self.fixtures.hold(now, active=True)
+        self.silence_alerted = self.fixture_floor_alerted = self.quiet_since_night = False
+
+    def _away(self, now: datetime) -> bool:
+        return self.away_until is not None and now < self.away_until
+
+    def _healthy(self, kind: DeviceKind, now: datetime) -> bool:
+        seen = self.last_seen.get(kind)
+        return seen is not None and kind not in self.offline and now - seen <= self.config.device_stale
+
+    def _step_rate(self, tod: int) -> float:
+        """How often this person takes steps in this half hour (prior: rarely from 23:00 to 05:00)."""
+        prior = 0.03 if tod >= 46 or tod < 10 else 0.5
+        k = 2 * self.config.prior_weight
+        return (self.steps_active[tod] + k * prior) / (self.steps_total[tod] + k)
+
+    def _is_night(self, tod: int) -> bool:
+        """This person's usual sleeping half hours."""
+        return self._step_rate(tod) < 0.12
+
+    def _tick(self, now: datetime) -> list[Finding]:
+        cfg = self.config
+        tod = tod_bin(now, cfg.tz)
+        away = self._away(now)
+        if self.was_away and not away:
+            self._returned(now)
+        self.was_away = away
+        learn = not away
+        wearable = self._healthy(DeviceKind.WEARABLE, now) and self.worn
+        fixtures = self._healthy(DeviceKind.WATER_METER, now) or self._healthy(DeviceKind.GAS_SENSOR, now)
+        steps, fixture_use = self.pending_steps, self.pending_fixtures
+        self.pending_steps = self.pending_fixtures = False
+        active = steps or fixture_use
+        if wearable:
+            self.any.step(now, active, learn, tod)
+        else:
+            self.any.hold(now, active)
+        if fixtures:
+            self.fixtures.step(now, fixture_use, learn, tod)
+        else:
+            self.fixtures.hold(now, fixture_use)
+        if active:
+            self.silence_alerted = False
+        self._morning(now, tod, active, learn and (wearable or fixtures))
+        findings = self._day(now, active, wearable or fixtures, away)
+        if wearable:
+            findings.extend(self._night(now, tod, steps, learn, away))
+        if away:
+            return findings
+        findings.extend(self._inactivity(now, wearable, fixtures))
+        for flow in self.flows.values():
+            findings.extend(self._long_flow(flow, now))
+        return findings
+
+    def _cold(self) -> bool:
+        return self.learned_days < self.config.cold_start_days
+
+    def _morning(self, now: datetime, tod: int, active: bool, learn: bool) -> None:
+        """Learn when this person gets up: the first of three active slots in half an hour after their night."""
+        self.active_mask = ((self.active_mask << 1) | int(active)) & ((1 << WINDOW_TICKS) - 1)
+        if self._is_night(tod):
+            self.awaiting_wake = self.quiet_since_night = True
+            return
+        if active:
+            self.quiet_since_night = False
+        recent = self.active_mask & 0b111111
+        if not self.awaiting_wake or recent.bit_count() < 3:
+            return
+        self.awaiting_wake = False
+        minute = _minute_from_noon(now - TICK * (recent.bit_length() - 1), self.config.tz)
+        if learn and RISING_FROM_NOON[0] <= minute < RISING_FROM_NOON[1]:
+            self.wake_mean.update(minute)
+            self.wake_var.update(minute)
+            self.wake_days += 1
+
+    def _late_morning(self, now: datetime) -> float:
+        """Chance that a normal morning of this person is still quiet by now (normal tail of their rising time)."""
+        if (
+            not self.quiet_since_night
+            or self.wake_days < self.config.cold_start_days
+            or self._is_night(tod_bin(now, self.config.tz))
+        ):
+            return 1.0
+        sd = max(WAKE_SD_FLOOR_MIN, math.sqrt(self.wake_var.get()))
+        z = (_minute_from_noon(now, self.config.tz) - self.wake_mean.get()) / sd
+        return 0.5 * math.erfc(z / math.sqrt(2))
+
+    def _inactivity(self, now: datetime, wearable: bool, fixtures: bool) -> list[Finding]:
+        if self.silence_alerted or self.last_any is None or not (wearable or fixtures):
+            return []
+        cfg = self.config
+        model = self.any if wearable else self.fixtures
+        sensitivity = self.sensitivity.get(FindingCode.INACTIVITY, 1.0)
+        p = model.probability() if model.learnable else 1.0
+        late = self._late_morning(now)
+        morning = late / cfg.late_morning_alpha < p / cfg.inactivity_alpha
+        learned = not self._cold() and (
+            p < cfg.inactivity_alpha * sensitivity or late < cfg.late_morning_alpha * sensitivity
+        )
+        if morning:
+            p = late
+        onset = self.last_any
+        if not learned and now - onset < cfg.floor_silence:
+            # In cold start the floor is the fixed water rule itself, so carebed is never slower than it.
+            dry = self.last_fixture_use
+            if not (self._cold() and fixtures and dry is not None and now - dry >= cfg.floor_silence):
+                return []
+            if self.fixture_floor_alerted:
+                return []
+            onset = dry
+        self.silence_alerted = self.fixture_floor_alerted = True
+        model.learnable = False
+        minutes = (now - onset).total_seconds() / 60
+        since = _clock(onset, cfg.tz)
+        evidence = evidence_of(
+            basis="learned" if learned else "fixed_floor",
+            silent_since=since,
+            silent_min=round(minutes),
+            one_in=_one_in(p) if learned else None,
+            channels="wearable, water, gas" if wearable else "water, gas",
+        )
+        evidence["probability"] = _significant(p) if learned else None
+        text = f"No activity since {since} ({_duration(minutes)})"
+        if self.wake_days and self.quiet_since_night:
+            wake = (int(self.wake_mean.get()) + 720) % 1440
+            evidence["usually_up_at"] = f"{wake // 60:02d}:{wake % 60:02d}"
+            text = f"Usually up at {evidence['usually_up_at']}; nothing since {since} ({_duration(minutes)})"
+        if learned:
+            what = "mornings" if morning else "quiet spells"
+            text += f"; about 1 in {_one_in(p):,} {what} under this home's normal pattern"
+        else:
+            text += f"; fixed rule: nothing for {cfg.floor_silence.total_seconds() / 3600:.0f} h"
+        return [self._finding(FindingCode.INACTIVITY, Severity.HIGH, onset, now, text, evidence)]
+
+    def _long_flow(self, flow: Flow, now: datetime) -> list[Finding]:
+        cfg = self.config
+        if flow.start is None or flow.alerted or flow.last_flowing is None:
+            return []
+        if now - flow.last_flowing > cfg.device_stale:
+            return []
+        minutes = (now - flow.start).total_seconds() / 60
+        code = FindingCode.LONG_WATER_FLOW if flow.kind is DeviceKind.WATER_METER else FindingCode.LONG_GAS_FLOW
+        night = flow.start_night
+        hist = flow.night if night and sum(flow.night) >= 10 else flow.day
+        per_month = flow.episodes / max(1, self.learned_days) * 30
+        alpha = cfg.flow_false_per_month / max(10.0, per_month) * self.sensitivity.get(code, 1.0)
+        if night:
+            alpha *= 3
+        p = flow_tail(hist, _FLOW_PRIOR[flow.kind], cfg.prior_weight, minutes)
+        learned = not self._cold() and p < alpha
+        floor = cfg.floor_flow_night if night else cfg.floor_flow
+        if not learned and minutes < floor.total_seconds() / 60:
+            return []
+        flow.alerted = True
+        what = "Water" if flow.kind is DeviceKind.WATER_METER else "Gas"
+        normal = self._normal_flow_min(hist)
+        text = f"{what} has been flowing for {_duration(minutes)} since {_clock(flow.start, cfg.tz)}"
+        text += f" ({'at night; ' if night else ''}this home's flows rarely pass {normal:.0f} min)"
+        evidence = evidence_of(
+            basis="learned" if learned else "fixed_floor",
+            flowing_min=round(minutes),
+            usual_max_min=normal,
+            night=night,
+            one_in=_one_in(p) if learned else None,
+        )
+        evidence["probability"] = _significant(p) if learned else None
+        return [self._finding(code, Severity.HIGH, flow.start, now, text, evidence)]
+
+    def _normal_flow_min(self, hist: Sequence[float]) -> float:
+        """Longest duration that holds 99 % of this home's learned flows."""
+        total = sum(hist)
+        if total <= 0:
+            return 0.0
+        running = 0.0
+        for i, count in enumerate(hist):
+            running += count
+            if running >= 0.99 * total:
+                return i * TICK_MIN
+        return (FLOW_BINS - 1) * TICK_MIN
+
+    def _night(self, now: datetime, tod: int, steps: bool, learn: bool, away: bool) -> list[Finding]:
+        """Steps in this person's deep night: judged on the last hour against their own night-time step rate."""
+        self.step_mask = ((self.step_mask << 1) | int(steps)) & ((1 << WINDOW_TICKS) - 1)
+        rate = self._step_rate(tod)
+        if rate >= DEEP_NIGHT_RATE:
+            if self.night_ticks and learn:
+                self.nights[min(WINDOW_TICKS, self.tonight_max)] += 1
+            self.night_ticks = self.tonight_max = 0
+            self.wander_alerted = False
+            self._learn_steps(tod, steps, learn)
+            return []
+        self.night_ticks += 1
+        window = self.step_mask & ((1 << min(self.night_ticks, WINDOW_TICKS)) - 1)
+        active = window.bit_count()
+        self.tonight_max = max(self.tonight_max, active)
+        # A wandering episode must not teach the night that wandering is normal while it lasts.
+        self._learn_steps(tod, steps, learn and active < 2)
+        if active < 2:
+            self.wander_alerted = False
+        if active < WANDER_MIN_TICKS or self.wander_alerted or away or self._cold():
+            return []
+        per_night = min(1.0, 8 * _binomial_tail(WINDOW_TICKS, active, max(0.01, rate)))
+        nights = sum(self.nights)
+        reached = sum(self.nights[active:])
+        p = max(per_night, reached / (nights + 1)) if reached else per_night
+        if p >= self.config.wander_alpha * self.sensitivity.get(FindingCode.NIGHT_WANDERING, 1.0):
+            return []
+        self.wander_alerted = True
+        onset = now - TICK * window.bit_length()
+        minutes = active * TICK_MIN
+        text = (
+            f"Walking at night since {_clock(onset, self.config.tz)} ({minutes:.0f} of the last 60 min);"
+            f" about 1 in {_one_in(p):,} nights under this person's normal pattern"
+        )
+        evidence = evidence_of(active_min=minutes, window_min=60, one_in=_one_in(p))
+        evidence["probability"] = _significant(p)
+        return [self._finding(FindingCode.NIGHT_WANDERING, Severity.MEDIUM, onset, now, text, evidence)]
+
+    def _learn_steps(self, tod: int, steps: bool, learn: bool) -> None:
+        if learn:
+            self.steps_total[tod] += 1
+            if steps:
+                self.steps_active[tod] += 1
+
+    def _day(self, now: datetime, active: bool, observed: bool, away: bool) -> list[Finding]:
+        """Daily totals: count learned days, decay the baselines, and look for a multi-day decline."""
+        date = now.astimezone(self.config.tz).date().isoformat()
+        findings: list[Finding] = []
+        if self.day_date is not None and date != self.day_date:
+            findings = self._close_day(now)
+        if self.day_date != date:
+            self.day_date, self.day_ticks, self.day_active = date, 0, 0
+        if observed and not away:
+            self.day_ticks += 1
+            self.day_active += int(active)
+        return findings
+
+    def _close_day(self, now: datetime) -> list[Finding]:
+        cfg = self.config
+        if self.day_ticks < 0.8 * 288:
+            return []
+        self.learned_days += 1
+        for model in (self.any, self.fixtures):
+            model.decay(cfg.daily_decay)
+        flows = [hist for flow in self.flows.values() for hist in (flow.day, flow.night)]
+        for arr in (self.steps_active, self.steps_total, self.nights, *flows):
+            for i in range(len(arr)):
+                arr[i] *= cfg.daily_decay
+        for flow in self.flows.values():
+            flow.episodes *= cfg.daily_decay
+        self.recent_days = [*self.recent_days[-2:], self.day_active]
+        findings: list[Finding] = []
+        if self.learned_days > 2 * cfg.cold_start_days and len(self.recent_days) == 3:
+            findings = self._decline(now)
+        if not self.declined:
+            self.daily_mean.update(self.day_active)
+            self.daily_var.update(self.day_active)
+        return findings
+
+    def _decline(self, now: datetime) -> list[Finding]:
+        baseline = self.daily_mean.get()
+        sd = max(math.sqrt(self.daily_var.get()), 0.05 * baseline, 1.0)
+        recent = sum(self.recent_days) / 3
+        if recent > 0.8 * baseline:
+            self.declined = False
+            return []
+        z = (baseline - recent) / (sd / math.sqrt(3))
+        p = 0.5 * math.erfc(z / math.sqrt(2))
+        alpha = self.config.decline_alpha * self.sensitivity.get(FindingCode.ACTIVITY_DECLINE, 1.0)
+        if self.declined or recent > 0.75 * baseline or p >= alpha:
+            return []
+        self.declined = True
+        local_midnight = now.astimezone(self.config.tz).replace(hour=0, minute=0, second=0, microsecond=0)
+        onset = (local_midnight - timedelta(days=3)).astimezone(UTC)
+        share = recent / baseline
+        text = (
+            f"Activity over the last 3 days is {share:.0%} of this home's usual level"
+            f" ({recent * TICK_MIN / 60:.1f} h a day active, usually {baseline * TICK_MIN / 60:.1f} h)"
+        )
+        evidence = evidence_of(share_of_usual=share, one_in=_one_in(p))
+        evidence["probability"] = _significant(p)
+        return [self._finding(FindingCode.ACTIVITY_DECLINE, Severity.LOW, onset, now, text, evidence)]
+
+    def _finding(
+        self,
+        code: FindingCode,
+        severity: Severity,
+        onset: datetime,
+        now: datetime,
+        summary: str,
+        evidence: dict[str, str | int | float | bool | None],
+    ) -> Finding:
+        onset = onset.astimezone(UTC)
+        return Finding(
+            id=f"{self.home_id}:{code.value}:{onset.isoformat()}",
+            home_id=self.home_id,
+            code=code,
+            severity=severity,
+            ts=onset,
+            detected_at=now,
+            summary=summary,
+            evidence={k: v for k, v in evidence.items() if v is not None},
+        )
+
+
+class PatternEngine:
+    """Learned patterns for every home, keyed by home id; its whole state pickles for checkpoints."""
+
+    def __init__(self, config: PatternConfig) -> None:
+        self.config = config
+        self.homes: dict[str, HomePatterns] = {}
+
+    def home(self, home_id: str) -> HomePatterns:
+        home = self.homes.get(home_id)
+        if home is None:
+            home = self.homes[home_id] = HomePatterns(home_id, self.config)
+        return home
+
+    def process(self, reading: Reading) -> list[Finding]:
+        return self.home(reading.home_id).process(reading)
+
+    def advance(self, now: datetime) -> list[Finding]:
+        findings: list[Finding] = []
+        for home in self.homes.values():
+            findings.extend(home.advance(now))
+        return findings
+
+    def apply(self, feedback: Feedback) -> None:
+        self.home(feedback.home_id).apply(feedback)
+
+
+class SeriesScorer:
+    """The inactivity model on one series of activity values (anything > 0 is activity), river style.
+
+    ``score_one`` is how improbable the quiet spell up to ``ts`` is for this time of day, in
+    [0, 1] (1 minus the calibrated probability; 0 when the value shows activity); call it
+    before ``learn_one`` for an honest, prequential score.
+
+    >>> from datetime import datetime, UTC
+    >>> scorer = SeriesScorer(ZoneInfo("UTC"))
+    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> for i in range(12 * 24 * 7):
+    ...     scorer.learn_one(t + i * TICK, 1.0 if i % 3 == 0 else 0.0)
+    >>> quiet = t + (12 * 24 * 7 + 24) * TICK
+    >>> scorer.score_one(quiet, 0.0) > 0.99
+    True
+    """
+
+    def __init__(self, tz: tzinfo, prior_weight: float = 10.0) -> None:
+        self.model = GapModel(tz, prior_weight)
+        self.next_tick: datetime | None = None
+        self.pending = False
+
+    def _advance(self, ts: datetime) -> None:
+        if self.next_tick is None:
+            self.next_tick = grid_after(ts)
+            return
+        while self.next_tick < ts:
+            self.model.step(self.next_tick, self.pending, learn=True)
+            self.pending = False
+            self.next_tick += TICK
+
+    def score_one(self, ts: datetime, value: float) -> float:
+        self._advance(ts)
+        if value > 0:
+            return 0.0
+        return 1.0 - self.model.probability()
+
+    def learn_one(self, ts: datetime, value: float) -> None:
+        self._advance(ts)
+        if value > 0:
+            self.pending = True

@@ -1,0 +1,95 @@
+"""The detector service against a real Mosquitto: operator feedback applied, learning kept across a restart."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from carebed import topics
+from carebed.mqtt import MqttClient, Outbound
+from carebed.schemas import (
+    WELFARE_CODES,
+    DeviceKind,
+    Feedback,
+    FeedbackKind,
+    Finding,
+    FindingCode,
+    Reading,
+    dump,
+)
+from carebed.settings import Settings
+from carebed.topics import DeviceChannel
+from detector.service import Detector
+from tests.support import Observer, wait_for
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
+
+
+def day_then_silence(home_id: str) -> list[Reading]:
+    """Two active hours, then 14 hours in which the devices report but nobody moves or runs water."""
+    readings = []
+    for n in range(1, 16 * 12 + 1):
+        ts = T0 + n * timedelta(minutes=5)
+        steps = 40 * min(n, 24)
+        for kind, values in (
+            (DeviceKind.WEARABLE, {"steps": steps, "worn": True, "heart_rate_bpm": 70.0}),
+            (DeviceKind.WATER_METER, {"water_volume_l": 1000.0, "water_flow_l_min": 0.0}),
+        ):
+            readings.append(
+                Reading(
+                    home_id=home_id,
+                    device_id=f"{home_id}-{kind.value}",
+                    device_kind=kind,
+                    channel=DeviceChannel.TELEMETRY,
+                    ts=ts,
+                    received_at=ts,
+                    **values,
+                )
+            )
+    return readings
+
+
+@pytest.fixture
+def detector(settings: Settings) -> Iterator[Detector]:
+    service = Detector(settings)
+    service.mqtt.start()
+    yield service
+    service.mqtt.stop()
+
+
+def test_away_feedback_over_the_broker_suppresses_welfare_findings_and_survives_a_restart(
+    settings: Settings, detector: Detector, device: MqttClient
+) -> None:
+    findings = Observer(settings, topics.FINDINGS_SUBSCRIPTION)
+    findings.client.start()
+    until = T0 + timedelta(days=2)
+    away = Feedback(id="fb-1", home_id="home-away", kind=FeedbackKind.AWAY, ts=T0, until=until)
+    device.publish(Outbound(topics.feedback("home-away"), dump(away)))
+    wait_for(
+        lambda: "home-away" in detector.engine.patterns.homes or None, 10, "the detector to apply the away feedback"
+    )
+    for home_id in ("home-away", "home-here"):
+        for reading in day_then_silence(home_id):
+            device.publish(Outbound(topics.readings(home_id), dump(reading)))
+
+    found = Finding.model_validate_json(findings.next(timeout=30).payload)
+    assert (found.home_id, found.code) == ("home-here", FindingCode.INACTIVITY)
+    assert found.evidence["basis"] == "fixed_floor"
+    received = [found]
+    while not findings.messages.empty():
+        received.append(Finding.model_validate_json(findings.messages.get().payload))
+    assert [f for f in received if f.home_id == "home-away" and f.code in WELFARE_CODES] == []
+
+    learned = bytes(detector.engine.patterns.homes["home-here"].any.counts)
+    assert any(learned), "the silence taught the model something"
+    detector.mqtt.stop()
+    detector.checkpoint()
+    restarted = Detector(settings)
+    homes = restarted.engine.patterns.homes
+    assert homes["home-away"].away_until == until
+    assert bytes(homes["home-here"].any.counts) == learned
+    assert homes["home-here"].silence_alerted, "the restored detector does not raise the same silence twice"
