@@ -12,14 +12,13 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from pydantic import ValidationError
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.models import ActivityBucket, DeviceSeen
 from alerting.rollup import ActivityRollup, Seen, Usage
 from carebed import topics
-from carebed.mqtt import Inbound, MqttClient, Outbound
+from carebed.mqtt import Inbound, MqttClient, Outbound, decode
 from carebed.schemas import Reading, utc_now
 from carebed.settings import Settings
 
@@ -50,10 +49,8 @@ class ActivityRecorder:
         self.flush()
 
     def handle(self, message: Inbound) -> Sequence[Outbound]:
-        try:
-            reading = Reading.model_validate_json(message.payload)
-        except ValidationError:
-            log.error("malformed reading on an internal topic", extra={"topic": message.topic})
+        reading = decode(Reading, message)
+        if reading is None:
             return ()
         with self._lock:
             self._rollup.add(reading)

@@ -7,14 +7,13 @@ from collections.abc import Callable, Sequence
 from zoneinfo import ZoneInfo
 
 from prometheus_client import Counter
-from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from alerting.store import IngestResult, ingest_finding
 from carebed import topics
-from carebed.mqtt import Inbound, MqttClient, Outbound
+from carebed.mqtt import Inbound, MqttClient, Outbound, decode
 from carebed.schemas import Finding
 from carebed.settings import Settings
 
@@ -35,11 +34,9 @@ class FindingConsumer:
         self.mqtt.subscribe(topics.FINDINGS_SUBSCRIPTION, self.handle)
 
     def handle(self, message: Inbound) -> Sequence[Outbound]:
-        try:
-            finding = Finding.model_validate_json(message.payload)
-        except ValidationError:
+        finding = decode(Finding, message)
+        if finding is None:
             FINDINGS_IN.labels("malformed").inc()
-            log.error("malformed finding on an internal topic", extra={"topic": message.topic})
             return ()
         try:
             result = self._ingest(finding)

@@ -13,12 +13,14 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import BaseModel, ValidationError
 
 from carebed.settings import Settings
 
@@ -43,6 +45,16 @@ class Inbound:
 
 
 Handler = Callable[[Inbound], Sequence[Outbound]]
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def decode(model: type[Model], message: Inbound) -> Model | None:
+    """An internal message as its schema, or None (logged) so one bad message never stalls a consumer."""
+    try:
+        return model.model_validate_json(message.payload)
+    except ValidationError:
+        log.error("malformed message on an internal topic", extra={"topic": message.topic, "schema": model.__name__})
+        return None
 
 
 @dataclass(slots=True)

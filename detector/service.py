@@ -12,10 +12,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from prometheus_client import Counter
-from pydantic import ValidationError
 
 from carebed import service, topics
-from carebed.mqtt import Inbound, MqttClient, Outbound
+from carebed.mqtt import Inbound, MqttClient, Outbound, decode
 from carebed.schemas import Feedback, Finding, Reading, dump, utc_now
 from carebed.settings import Settings
 from detector.core import DetectorCore
@@ -58,10 +57,8 @@ class Detector:
         self.mqtt.subscribe(topics.FEEDBACK_SUBSCRIPTION, self.handle_feedback)
 
     def handle(self, message: Inbound) -> Sequence[Outbound]:
-        try:
-            reading = Reading.model_validate_json(message.payload)
-        except ValidationError:
-            log.error("malformed reading on an internal topic", extra={"topic": message.topic})
+        reading = decode(Reading, message)
+        if reading is None:
             return ()
         READINGS_IN.inc()
         with self._lock:
@@ -71,10 +68,8 @@ class Detector:
 
     def handle_feedback(self, message: Inbound) -> Sequence[Outbound]:
         """Away, back and false alarms from operators; checkpointed at once, since they are rare and matter."""
-        try:
-            feedback = Feedback.model_validate_json(message.payload)
-        except ValidationError:
-            log.error("malformed feedback on an internal topic", extra={"topic": message.topic})
+        feedback = decode(Feedback, message)
+        if feedback is None:
             return ()
         with self._lock:
             self.engine.apply(feedback)
