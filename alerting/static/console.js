@@ -37,7 +37,7 @@ const TEXT = {
     homes: "家庭", residents: "老人", devices: "设备", responders: "联系人", policies: "通知规则",
     home: "家庭", kind: "类型", last_seen: "最后上报", battery: "电量", online_s: "在线", offline_s: "离线",
     never: "从未上报", name: "姓名", relation: "关系", phone: "电话", language: "语言", position: "顺序",
-    policy_first_sms: "告警时给第一联系人发短信；值班员可在告警页拨打任一联系人。（逐级通知规则尚未实现）",
+    policy_default: "默认逐级通知：紧急告警立即短信并致电第一联系人，60 秒内无人按 1 确认则通知下一位，最多 3 轮，并同时提示值班员；高级别每步等 2 分钟；中、低级别只发短信（免打扰时段不打扰）。各家庭可单独设置（API：/api/v1/homes/{id}/escalation-policies/{级别}）。",
     wearable: "手环", water_meter: "水表", gas_sensor: "燃气探测器",
     dash_title: "主管看板（近7天）", all: "全部社区", alerts_n: "告警数", open_n: "未解决",
     ack_p50: "确认用时中位数", ack_p90: "确认用时90%", ack_max: "最长确认用时", sent_p50: "首条通知用时中位数",
@@ -81,7 +81,7 @@ const TEXT = {
     homes: "Homes", residents: "Residents", devices: "Devices", responders: "Responders", policies: "Escalation",
     home: "Home", kind: "Kind", last_seen: "Last seen", battery: "Battery", online_s: "online", offline_s: "offline",
     never: "never", name: "Name", relation: "Relation", phone: "Phone", language: "Language", position: "Order",
-    policy_first_sms: "SMS to the first responder when an alert opens; operators can call any responder from the alert. (Escalation policies are not built yet.)",
+    policy_default: "Default escalation: a critical alert texts and calls the first responder at once, moves to the next if nobody presses 1 within 60 s, up to 3 rounds, and tells the operators at once; high waits 2 min a step; medium and low send SMS only (respecting quiet hours). Each home can have its own (API: /api/v1/homes/{id}/escalation-policies/{severity}).",
     wearable: "wearable", water_meter: "water meter", gas_sensor: "gas sensor",
     dash_title: "Supervisor dashboard (last 7 days)", all: "All communities", alerts_n: "Alerts", open_n: "Open",
     ack_p50: "Ack p50", ack_p90: "Ack p90", ack_max: "Ack max", sent_p50: "First message p50",
@@ -346,7 +346,7 @@ async function showRegistry() {
         el("span", { class: d.offline ? "bad" : "good" }, t(d.offline ? "offline_s" : "online_s"))])), { id: "devices" })),
     el("div", { class: "panel" }, el("h2", {}, t("responders")), table([t("home"), t("position"), t("name"), t("relation"), t("phone"), t("language")],
       homes.flatMap((h) => h.responders.map((r, i) => [h.id, i + 1, r.name, r.relation, r.phone, r.language])), { id: "responders" })),
-    el("div", { class: "panel" }, el("h2", {}, t("policies")), el("p", { class: "muted" }, t("policy_first_sms")),
+    el("div", { class: "panel" }, el("h2", {}, t("policies")), el("p", { class: "muted" }, t("policy_default")),
       table([t("home"), t("policies")], homes.map((h) => [h.id, h.responders.length ? `1. ${t("sms")} → ${h.responders[0].name}` : t("no_responder")]))));
 }
 
