@@ -150,12 +150,24 @@ def document() -> dict[str, Any]:
                 },
             },
             f"{PREFIX}/internal/readings/{{home_id}}": {
-                "description": "Validated readings, keyed by home (gateway → detector).",
+                "description": "Validated telemetry and status readings, keyed by home (gateway → detector).",
                 "parameters": _parameters("home_id"),
                 "subscribe": {
                     "operationId": "receiveReading",
                     "bindings": qos1,
                     "message": _message("reading", "A normalised reading", "Reading"),
+                },
+            },
+            f"{PREFIX}/internal/events/{{home_id}}": {
+                "description": (
+                    "Validated event readings (SOS, fall, leak), keyed by home: a lane of their own, so they never "
+                    "queue behind telemetry (gateway → detector)."
+                ),
+                "parameters": _parameters("home_id"),
+                "subscribe": {
+                    "operationId": "receiveEventReading",
+                    "bindings": qos1,
+                    "message": _message("eventReading", "A normalised event reading", "Reading"),
                 },
             },
             f"{PREFIX}/internal/findings/{{home_id}}": {

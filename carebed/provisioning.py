@@ -35,10 +35,12 @@ SERVICE_ACL: dict[str, tuple[tuple[str, str], ...]] = {
     "carebed-gateway": (
         ("read", f"{PREFIX}/devices/#"),
         ("write", f"{PREFIX}/internal/readings/#"),
+        ("write", f"{PREFIX}/internal/events/#"),
         ("write", f"{PREFIX}/deadletter/#"),
     ),
     "carebed-detector": (
         ("read", f"{PREFIX}/internal/readings/#"),
+        ("read", f"{PREFIX}/internal/events/#"),
         ("read", f"{PREFIX}/internal/feedback/#"),
         ("write", f"{PREFIX}/internal/findings/#"),
     ),

@@ -19,7 +19,14 @@ class DeviceChannel(StrEnum):
 
 
 DEVICE_SUBSCRIPTION = f"{PREFIX}/devices/+/+"
+# Events (SOS, fall, leak) travel in a lane of their own, so they never queue behind telemetry.
+DEVICE_EVENT_SUBSCRIPTION = f"{PREFIX}/devices/+/{DeviceChannel.EVENT}"
+DEVICE_ROUTINE_SUBSCRIPTIONS = (
+    f"{PREFIX}/devices/+/{DeviceChannel.TELEMETRY}",
+    f"{PREFIX}/devices/+/{DeviceChannel.STATUS}",
+)
 READINGS_SUBSCRIPTION = f"{PREFIX}/internal/readings/+"
+EVENTS_SUBSCRIPTION = f"{PREFIX}/internal/events/+"
 FINDINGS_SUBSCRIPTION = f"{PREFIX}/internal/findings/+"
 FEEDBACK_SUBSCRIPTION = f"{PREFIX}/internal/feedback/+"
 DEAD_LETTER_SUBSCRIPTION = f"{PREFIX}/deadletter/#"
@@ -42,6 +49,10 @@ def parse_device(topic: str) -> tuple[str, DeviceChannel] | None:
 
 def readings(home_id: str) -> str:
     return f"{PREFIX}/internal/readings/{home_id}"
+
+
+def events(home_id: str) -> str:
+    return f"{PREFIX}/internal/events/{home_id}"
 
 
 def findings(home_id: str) -> str:

@@ -55,6 +55,12 @@ class Detector:
         self.mqtt = MqttClient(settings, client_id="carebed-detector")
         self.mqtt.subscribe(topics.READINGS_SUBSCRIPTION, self.handle)
         self.mqtt.subscribe(topics.FEEDBACK_SUBSCRIPTION, self.handle_feedback)
+        self.events = MqttClient(settings, client_id="carebed-detector-events")
+        self.events.subscribe(topics.EVENTS_SUBSCRIPTION, self.handle)
+
+    def start(self) -> None:
+        self.events.start()
+        self.mqtt.start()
 
     def handle(self, message: Inbound) -> Sequence[Outbound]:
         reading = decode(Reading, message)
@@ -105,6 +111,7 @@ class Detector:
 
     def stop(self) -> None:
         self.mqtt.stop()
+        self.events.stop()
         with self._lock:
             self.checkpoint()
 
@@ -133,7 +140,7 @@ class Detector:
 def run(settings: Settings) -> None:
     stopping = service.start("detector", settings, settings.metrics_port)
     detector = Detector(settings)
-    detector.mqtt.start()
+    detector.start()
     while not stopping.wait(TICK_S):
         if settings.detector_wall_clock:
             detector.tick()

@@ -15,6 +15,7 @@ from carebed.mqtt import Inbound, MqttClient, Outbound
 from carebed.registry import device_directory
 from carebed.schemas import DeadLetter, DeviceEntry, RejectReason, dump, utc_now
 from carebed.settings import Settings
+from carebed.topics import DeviceChannel
 from gateway.archive import Archive, ArchiveConfig
 from gateway.core import Normaliser
 
@@ -40,7 +41,18 @@ class Gateway:
         self.archive = _archive(settings)
         self.mqtt = MqttClient(settings, client_id="carebed-gateway")
         for adapter in self.normaliser.adapters:
-            self.mqtt.subscribe(adapter.subscription, self.handle)
+            for subscription in adapter.subscriptions:
+                self.mqtt.subscribe(subscription, self.handle)
+        self.events = MqttClient(settings, client_id="carebed-gateway-events")
+        self.events.subscribe(topics.DEVICE_EVENT_SUBSCRIPTION, self.handle)
+
+    def start(self) -> None:
+        self.events.start()
+        self.mqtt.start()
+
+    def stop(self) -> None:
+        self.mqtt.stop()
+        self.events.stop()
 
     def refresh_registry(self) -> None:
         with self._sessions() as session:
@@ -66,7 +78,8 @@ class Gateway:
             return [Outbound(topics.dead_letter(result.reason.value), dump(result))]
         if self.archive is not None:
             self.archive.add(result)
-        return [Outbound(topics.readings(result.home_id), dump(result))]
+        lane = topics.events if result.channel is DeviceChannel.EVENT else topics.readings
+        return [Outbound(lane(result.home_id), dump(result))]
 
 
 def _archive(settings: Settings) -> Archive | None:
@@ -90,8 +103,8 @@ def run(settings: Settings) -> None:
     service.wait_for_database(gateway.refresh_registry)
     if gateway.archive is not None:
         gateway.archive.start()
-    gateway.mqtt.start()
+    gateway.start()
     stopping.wait()
-    gateway.mqtt.stop()
+    gateway.stop()
     if gateway.archive is not None:
         gateway.archive.stop()

@@ -26,6 +26,8 @@ from carebed.schemas import Finding, FindingCode, Severity, dump, utc_now
 from carebed.settings import Settings
 
 T = TypeVar("T")
+# Readings travel in two lanes: routine telemetry and status, and events (SOS, fall, leak).
+ALL_READINGS = (topics.READINGS_SUBSCRIPTION, topics.EVENTS_SUBSCRIPTION)
 
 
 def publish_sos_finding(client: MqttClient, home_id: str) -> datetime:
@@ -97,15 +99,17 @@ class ServiceProcess:
 
 @dataclass
 class Observer:
-    """A separate MQTT client that records what is published on a topic filter."""
+    """A separate MQTT client that records what is published on one topic filter or several."""
 
     settings: Settings
-    topic_filter: str
+    topic_filter: str | tuple[str, ...]
     messages: queue.Queue[Inbound] = field(default_factory=queue.Queue)
 
     def __post_init__(self) -> None:
         self.client = MqttClient(self.settings, client_id=f"test-observer-{id(self):x}", persistent=False)
-        self.client.subscribe(self.topic_filter, self._record)
+        filters = (self.topic_filter,) if isinstance(self.topic_filter, str) else self.topic_filter
+        for topic_filter in filters:
+            self.client.subscribe(topic_filter, self._record)
 
     def _record(self, message: Inbound) -> list[Outbound]:
         self.messages.put(message)

@@ -56,9 +56,9 @@ def day_then_silence(home_id: str) -> list[Reading]:
 @pytest.fixture
 def detector(settings: Settings) -> Iterator[Detector]:
     service = Detector(settings)
-    service.mqtt.start()
+    service.start()
     yield service
-    service.mqtt.stop()
+    service.stop()
 
 
 def test_away_feedback_over_the_broker_suppresses_welfare_findings_and_survives_a_restart(
@@ -86,8 +86,7 @@ def test_away_feedback_over_the_broker_suppresses_welfare_findings_and_survives_
 
     learned = bytes(detector.engine.patterns.homes["home-here"].any.counts)
     assert any(learned), "the silence taught the model something"
-    detector.mqtt.stop()
-    detector.checkpoint()
+    detector.stop()
     restarted = Detector(settings)
     homes = restarted.engine.patterns.homes
     assert homes["home-away"].away_until == until

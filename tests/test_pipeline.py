@@ -28,10 +28,10 @@ def running(settings: Settings, database: str) -> Iterator[tuple[Gateway, Detect
     gateway = Gateway(settings)
     gateway.refresh_registry()
     detector = Detector(settings)
-    gateway.mqtt.start()
-    detector.mqtt.start()
+    gateway.start()
+    detector.start()
     yield gateway, detector
-    gateway.mqtt.stop()
+    gateway.stop()
     detector.stop()
 
 
@@ -46,7 +46,7 @@ def test_an_sos_becomes_a_reading_and_a_finding(
 ) -> None:
     home = registry.homes[0]
     wearable = home.devices[0].id
-    readings = observe(settings, topics.READINGS_SUBSCRIPTION)
+    readings = observe(settings, topics.EVENTS_SUBSCRIPTION)
     findings = observe(settings, topics.FINDINGS_SUBSCRIPTION)
     payload = {"ts": utc_now().isoformat(), "seq": 1, "event": "sos"}
     device.publish(Outbound(topics.device(wearable, DeviceChannel.EVENT), json.dumps(payload).encode()))

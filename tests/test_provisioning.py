@@ -24,7 +24,7 @@ from carebed.schemas import Reading, utc_now
 from carebed.settings import Settings
 from carebed.topics import DeviceChannel
 from gateway.service import Gateway
-from tests.support import Observer
+from tests.support import ALL_READINGS, Observer
 
 pytestmark = pytest.mark.integration
 
@@ -116,11 +116,11 @@ def test_a_new_device_can_log_in_at_once_and_its_data_flows(secure: SecureStack,
     )
     gateway = Gateway(gateway_settings)
     gateway.refresh_registry()
-    gateway.mqtt.start()
+    gateway.start()
     observer_settings = secure.settings.model_copy(
         update={"mqtt_username": "carebed-observer", "mqtt_password": SecretStr(secure.accounts["carebed-observer"])}
     )
-    readings = Observer(observer_settings, topics.READINGS_SUBSCRIPTION)
+    readings = Observer(observer_settings, ALL_READINGS)
     readings.client.start()
     device = secure.client("vendor-x-watch-1", password)
     device.start()
@@ -131,7 +131,7 @@ def test_a_new_device_can_log_in_at_once_and_its_data_flows(secure: SecureStack,
     finally:
         device.stop()
         readings.client.stop()
-        gateway.mqtt.stop()
+        gateway.stop()
 
 
 def test_adding_to_a_missing_home_is_refused(secure: SecureStack) -> None:

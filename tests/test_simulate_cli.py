@@ -11,13 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from carebed import topics
 from carebed.db import make_engine, make_sessionmaker, migrate
 from carebed.registry import RegistryFile, import_registry
 from carebed.schemas import Reading
 from carebed.settings import Settings
 from gateway.service import Gateway
-from tests.support import Observer, wait_for
+from tests.support import ALL_READINGS, Observer, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -46,8 +45,8 @@ def test_each_format_is_accepted_by_the_gateway_and_recorded(fmt: str, settings:
     engine.dispose()
     gateway = Gateway(settings.model_copy(update={"gateway_max_future_skew_s": None}))
     gateway.refresh_registry()
-    gateway.mqtt.start()
-    readings = Observer(settings, topics.READINGS_SUBSCRIPTION)
+    gateway.start()
+    readings = Observer(settings, ALL_READINGS)
     readings.client.start()
     record = tmp_path / "record.jsonl"
     try:
@@ -73,4 +72,4 @@ def test_each_format_is_accepted_by_the_gateway_and_recorded(fmt: str, settings:
         assert any(r.event == "sos" for r in received)
     finally:
         readings.client.stop()
-        gateway.mqtt.stop()
+        gateway.stop()

@@ -38,7 +38,7 @@ class Translation:
 
 class Adapter(Protocol):
     name: str
-    subscription: str
+    subscriptions: tuple[str, ...]
 
     def matches(self, topic: str) -> bool: ...
 

@@ -25,7 +25,7 @@ class ChirpStackAdapter:
     """Drops a repeated `deduplicationId` (ChirpStack may publish an uplink again) and counts frame-counter gaps."""
 
     name = "chirpstack"
-    subscription = "application/+/device/+/event/up"
+    subscriptions: tuple[str, ...] = ("application/+/device/+/event/up",)
 
     def __init__(self) -> None:
         self._seen: OrderedDict[str, None] = OrderedDict()

@@ -11,7 +11,7 @@ from gateway.adapters import Rejected, Translation, parse_json_object
 
 class NativeAdapter:
     name = "native"
-    subscription = topics.DEVICE_SUBSCRIPTION
+    subscriptions: tuple[str, ...] = topics.DEVICE_ROUTINE_SUBSCRIPTIONS  # events come by their own lane
 
     def matches(self, topic: str) -> bool:
         return topic.startswith(f"{topics.PREFIX}/devices/")

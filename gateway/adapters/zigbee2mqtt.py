@@ -33,7 +33,7 @@ _SOS_ACTIONS = {"emergency", "sos"}
 
 class Zigbee2MqttAdapter:
     name = "zigbee2mqtt"
-    subscription = f"{PREFIX}/#"
+    subscriptions: tuple[str, ...] = (f"{PREFIX}/#",)
 
     def matches(self, topic: str) -> bool:
         return topic.startswith(f"{PREFIX}/")
