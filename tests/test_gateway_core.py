@@ -31,7 +31,7 @@ def run(device: str, channel: str, payload: object) -> Reading | DeadLetter | No
     return normalise(f"carebed/v1/devices/{device}/{channel}", raw)
 
 
-def rejected(result: Reading | DeadLetter | None, reason: RejectReason) -> DeadLetter:
+def assert_rejected(result: Reading | DeadLetter | None, reason: RejectReason) -> DeadLetter:
     assert isinstance(result, DeadLetter), result
     assert result.reason is reason, result.detail
     return result
@@ -69,52 +69,52 @@ def test_last_will_without_time_takes_the_gateway_clock() -> None:
 
 
 def test_unknown_device_is_rejected() -> None:
-    rejected(run("stranger", "telemetry", {"ts": "2026-11-24T07:59:00Z"}), RejectReason.UNKNOWN_DEVICE)
+    assert_rejected(run("stranger", "telemetry", {"ts": "2026-11-24T07:59:00Z"}), RejectReason.UNKNOWN_DEVICE)
 
 
 def test_payload_naming_another_device_is_rejected() -> None:
     payload = {"device_id": "w2", "ts": "2026-11-24T07:59:00Z", "event": "sos"}
-    rejected(run("w1", "event", payload), RejectReason.DEVICE_MISMATCH)
+    assert_rejected(run("w1", "event", payload), RejectReason.DEVICE_MISMATCH)
 
 
 @pytest.mark.parametrize("raw", [b"not json", b"\xff\xfe", b"[1, 2]", b"42"])
 def test_non_objects_are_rejected(raw: bytes) -> None:
-    rejected(run("w1", "telemetry", raw), RejectReason.NOT_JSON)
+    assert_rejected(run("w1", "telemetry", raw), RejectReason.NOT_JSON)
 
 
 def test_unknown_field_is_named_in_the_reason() -> None:
-    dead = rejected(
+    dead = assert_rejected(
         run("w1", "telemetry", {"ts": "2026-11-24T07:59:00Z", "heartrate": 70}), RejectReason.INVALID_PAYLOAD
     )
     assert "heartrate" in dead.detail
 
 
 def test_naive_timestamp_is_rejected() -> None:
-    dead = rejected(run("w1", "telemetry", {"ts": "2026-11-24T07:59:00"}), RejectReason.INVALID_PAYLOAD)
+    dead = assert_rejected(run("w1", "telemetry", {"ts": "2026-11-24T07:59:00"}), RejectReason.INVALID_PAYLOAD)
     assert "ts" in dead.detail
 
 
 def test_out_of_range_value_is_rejected() -> None:
-    dead = rejected(
+    dead = assert_rejected(
         run("g1", "telemetry", {"ts": "2026-11-24T07:59:00Z", "ch4_lel_pct": 140}), RejectReason.INVALID_PAYLOAD
     )
     assert "ch4_lel_pct" in dead.detail
 
 
 def test_event_the_device_kind_cannot_send_is_rejected() -> None:
-    rejected(run("g1", "event", {"ts": "2026-11-24T07:59:00Z", "event": "fall"}), RejectReason.INVALID_PAYLOAD)
+    assert_rejected(run("g1", "event", {"ts": "2026-11-24T07:59:00Z", "event": "fall"}), RejectReason.INVALID_PAYLOAD)
 
 
 def test_bad_topic_and_oversized_payload_are_rejected() -> None:
-    rejected(normalise("carebed/v1/devices/w1/selfie", b"{}"), RejectReason.BAD_TOPIC)
-    rejected(normalise("somewhere/else", b"{}"), RejectReason.BAD_TOPIC)
-    rejected(run("w1", "telemetry", b" " * (MAX_PAYLOAD_BYTES + 1)), RejectReason.TOO_LARGE)
+    assert_rejected(normalise("carebed/v1/devices/w1/selfie", b"{}"), RejectReason.BAD_TOPIC)
+    assert_rejected(normalise("somewhere/else", b"{}"), RejectReason.BAD_TOPIC)
+    assert_rejected(run("w1", "telemetry", b" " * (MAX_PAYLOAD_BYTES + 1)), RejectReason.TOO_LARGE)
 
 
 def test_future_timestamp_is_rejected_unless_the_check_is_off() -> None:
     payload = json.dumps({"ts": "2026-11-24T09:00:00Z", "worn": True}).encode()
     topic = "carebed/v1/devices/w1/telemetry"
-    rejected(normalise(topic, payload), RejectReason.FUTURE_TIMESTAMP)
+    assert_rejected(normalise(topic, payload), RejectReason.FUTURE_TIMESTAMP)
     assert isinstance(normalise(topic, payload, skew=None), Reading)
 
 
