@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TypeVar
 
 import paho.mqtt.client as paho
@@ -120,8 +121,13 @@ class MqttClient:
         self._client.on_publish = self._on_publish
 
     def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
-        """Register a handler; call before :meth:`start`. Its outputs are published for it."""
+        """Register a handler; call before :meth:`start`. Its outputs are published for it.
+
+        Filters of one client must not overlap: paho's topic tree routes each message to every
+        filter it matches, and each would handle (and acknowledge) it.
+        """
         self._subscriptions.append(_Subscription(topic_filter, handler, qos))
+        self._client.message_callback_add(topic_filter, partial(self._deliver, handler))
 
     def will(self, topic: str, payload: bytes, retain: bool = True) -> None:
         self._client.will_set(topic, payload, qos=1, retain=retain)
@@ -220,10 +226,12 @@ class MqttClient:
             log.warning("mqtt disconnected", extra={"client_id": self.client_id, "reason": str(reason)})
 
     def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
-        handler = next(
-            (s.handler for s in self._subscriptions if paho.topic_matches_sub(s.topic_filter, message.topic)),
-            None,
-        )
+        """A message no filter of ours matches (left from an old subscription of the session): acknowledge it."""
+        self._deliver(None, client, userdata, message)
+
+    def _deliver(
+        self, handler: Handler | None, client: paho.Client, userdata: object, message: paho.MQTTMessage
+    ) -> None:
         outputs: Sequence[Outbound] = ()
         if handler is not None:
             try:
