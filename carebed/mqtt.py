@@ -73,8 +73,9 @@ class _Confirmation:
 
 @dataclass(slots=True)
 class _Subscription:
+    """Renewed on every (re)connect; the handler itself is registered with paho's topic tree."""
+
     topic_filter: str
-    handler: Handler
     qos: int
 
 
@@ -126,7 +127,7 @@ class MqttClient:
         Filters of one client must not overlap: paho's topic tree routes each message to every
         filter it matches, and each would handle (and acknowledge) it.
         """
-        self._subscriptions.append(_Subscription(topic_filter, handler, qos))
+        self._subscriptions.append(_Subscription(topic_filter, qos))
         self._client.message_callback_add(topic_filter, partial(self._deliver, handler))
 
     def will(self, topic: str, payload: bytes, retain: bool = True) -> None:
