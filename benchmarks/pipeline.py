@@ -202,23 +202,14 @@ class Bench:
         return {"published": published, "received": latest["count"], "rate": latest["count"] / span if span else 0}
 
     def _pipeline(self, sink: TwilioSink, sos_homes: range) -> tuple[dict[str, float], list[float]]:
-        before = self._processed()
-        started = time.time()
+        watch = CounterWatch(self._processed)
         load = self._simulate()
         time.sleep(min(2.0, self.duration_s / 4))
         during = self._sos_latencies(sink, sos_homes, spacing_s=self.duration_s / (4 * max(len(sos_homes), 1)))
         published = json.loads(load.communicate()[0])["published"] + len(sos_homes)
-        processed, finished = before, time.time()
-        deadline = time.monotonic() + DRAIN_TIMEOUT_S
-        while time.monotonic() < deadline:
-            count = self._processed()
-            if count != processed:
-                processed, finished = count, time.time()
-            if processed - before >= published:
-                break
-            time.sleep(0.2)
-        processed -= before
-        return {"published": published, "processed": processed, "rate": processed / (finished - started)}, during
+        watch.wait_for(published, DRAIN_TIMEOUT_S)
+        processed, span = watch.progress()
+        return {"published": published, "processed": processed, "rate": processed / span if span else 0.0}, during
 
     def _processed(self) -> int:
         """Readings the detector has finished with, from its own counter."""
@@ -244,6 +235,45 @@ class Bench:
         finally:
             client.stop()
         return [(sink.arrivals[p] - t) * 1000 for p, t in sent.items() if p in sink.arrivals]
+
+
+class CounterWatch:
+    """Samples a counter ten times a second from a thread of its own.
+
+    The rate spans the first to the last change, as the ceiling's spans its first to last
+    message: the load generator's start-up counts against neither.
+    """
+
+    def __init__(self, read: Callable[[], int]) -> None:
+        self._read = read
+        self._samples = [(time.time(), read())]
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stopped.wait(0.1):
+            self._samples.append((time.time(), self._read()))
+
+    def wait_for(self, increase: int, timeout: float) -> None:
+        """Until the counter has grown by `increase`, or has not grown for `timeout` seconds."""
+        base = self._samples[0][1]
+        while True:
+            last = self._samples[-1][1]
+            if last - base >= increase or time.time() - self._changed_at(last) > timeout:
+                break
+            time.sleep(0.2)
+        self._stopped.set()
+        self._thread.join()
+
+    def progress(self) -> tuple[int, float]:
+        """(growth, seconds from just before the first change to the last change)."""
+        base, last = self._samples[0][1], self._samples[-1][1]
+        started = max(at for at, count in self._samples if count == base)
+        return last - base, self._changed_at(last) - started
+
+    def _changed_at(self, count: int) -> float:
+        return min(at for at, value in self._samples if value == count)
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:

@@ -124,7 +124,8 @@ class Simulation:
         topic, payload = encode(message, home.spec.id, self.plan.fmt, self.plan.seed)
         self.mqtt.publish_paced(Outbound(topic, payload))
         self.progress.published[message.channel.value] += 1
-        self._write_record({"sent_at": utc_now().isoformat(), "topic": topic, "payload": json.loads(payload)})
+        if self._record is not None:
+            self._write_record({"sent_at": utc_now().isoformat(), "topic": topic, "payload": json.loads(payload)})
 
     def _write_record(self, entry: dict[str, Any]) -> None:
         if self._record is not None:
