@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from alerting.models import ActivityBucket, DeviceSeen
 from alerting.rollup import ActivityRollup, Seen, Usage
 from carebed import topics
-from carebed.mqtt import Inbound, MqttClient, Outbound, decode
+from carebed.mqtt import Inbound, MqttClient, Outbound, decode_batch
 from carebed.schemas import Reading, utc_now
 from carebed.settings import Settings
 
@@ -36,7 +36,7 @@ class ActivityRecorder:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="activity", daemon=True)
         self.mqtt = MqttClient(settings, client_id="carebed-alerting-activity")
-        self.mqtt.subscribe(topics.READINGS_SUBSCRIPTION, self.handle)
+        self.mqtt.subscribe(topics.READINGS, self.handle)
 
     def start(self) -> None:
         self.mqtt.start()
@@ -49,11 +49,10 @@ class ActivityRecorder:
         self.flush()
 
     def handle(self, message: Inbound) -> Sequence[Outbound]:
-        reading = decode(Reading, message)
-        if reading is None:
-            return ()
+        readings = decode_batch(Reading, message)
         with self._lock:
-            self._rollup.add(reading)
+            for reading in readings:
+                self._rollup.add(reading)
         return ()
 
     def _run(self) -> None:

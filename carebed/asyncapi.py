@@ -51,6 +51,11 @@ def _message(name: str, summary: str, *schemas: str) -> dict[str, Any]:
     return {"name": name, "summary": summary, "contentType": "application/json", "payload": payload}
 
 
+def _batch(name: str, summary: str, schema: str) -> dict[str, Any]:
+    message = _message(name, summary, schema)
+    return {**message, "payload": {"type": "array", "items": message["payload"]}}
+
+
 def _parameters(*names: str) -> dict[str, Any]:
     return {name: {"schema": dict(_ID)} for name in names}
 
@@ -149,25 +154,26 @@ def document() -> dict[str, Any]:
                     },
                 },
             },
-            f"{PREFIX}/internal/readings/{{home_id}}": {
-                "description": "Validated telemetry and status readings, keyed by home (gateway → detector).",
-                "parameters": _parameters("home_id"),
+            f"{PREFIX}/internal/readings": {
+                "description": (
+                    "Validated telemetry and status readings of every home in batches: the gateway gathers what "
+                    "arrives within 50 ms into one message (gateway → detector, alerting)."
+                ),
                 "subscribe": {
-                    "operationId": "receiveReading",
+                    "operationId": "receiveReadings",
                     "bindings": qos1,
-                    "message": _message("reading", "A normalised reading", "Reading"),
+                    "message": _batch("readings", "Normalised readings, oldest first", "Reading"),
                 },
             },
-            f"{PREFIX}/internal/events/{{home_id}}": {
+            f"{PREFIX}/internal/events": {
                 "description": (
-                    "Validated event readings (SOS, fall, leak), keyed by home: a lane of their own, so they never "
-                    "queue behind telemetry (gateway → detector)."
+                    "Validated event readings (SOS, fall, leak), each sent at once as a batch of one: a lane of "
+                    "their own, so they never queue behind telemetry (gateway → detector)."
                 ),
-                "parameters": _parameters("home_id"),
                 "subscribe": {
-                    "operationId": "receiveEventReading",
+                    "operationId": "receiveEventReadings",
                     "bindings": qos1,
-                    "message": _message("eventReading", "A normalised event reading", "Reading"),
+                    "message": _batch("eventReadings", "A normalised event reading", "Reading"),
                 },
             },
             f"{PREFIX}/internal/findings/{{home_id}}": {

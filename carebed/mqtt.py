@@ -9,11 +9,13 @@ stable ids, which makes the re-delivery harmless downstream.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from typing import TypeVar
 
 import paho.mqtt.client as paho
@@ -21,7 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from carebed.settings import Settings
 
@@ -32,10 +34,17 @@ MAX_UNACKED = 10_000
 
 @dataclass(frozen=True, slots=True)
 class Outbound:
+    """A message to publish at QoS 1: carebed sends nothing it may lose.
+
+    A batched message may wait up to the client's batch window and travel with the other
+    batched messages for its topic as one JSON array; without a window it travels at once, as
+    an array of one. Read either with :func:`decode_batch`.
+    """
+
     topic: str
     payload: bytes
-    qos: int = 1
     retain: bool = False
+    batched: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +56,7 @@ class Inbound:
 
 Handler = Callable[[Inbound], Sequence[Outbound]]
 Model = TypeVar("Model", bound=BaseModel)
+Settle = Callable[[ReasonCode], None]
 
 
 def decode(model: type[Model], message: Inbound) -> Model | None:
@@ -58,17 +68,51 @@ def decode(model: type[Model], message: Inbound) -> Model | None:
         return None
 
 
+def decode_batch(model: type[Model], message: Inbound) -> list[Model]:
+    """A batch from an internal topic; a malformed item is logged and skipped, never the rest of the batch."""
+    try:
+        return _batch_adapter(model).validate_json(message.payload)
+    except ValidationError:
+        pass
+    try:
+        items = json.loads(message.payload)
+    except ValueError:
+        items = None
+    if not isinstance(items, list):
+        log.error("malformed batch on an internal topic", extra={"topic": message.topic, "schema": model.__name__})
+        return []
+    valid: list[Model] = []
+    for item in items:
+        try:
+            valid.append(model.model_validate(item))
+        except ValidationError:
+            log.error("malformed item in a batch", extra={"topic": message.topic, "schema": model.__name__})
+    return valid
+
+
+@cache
+def _batch_adapter(model: type[Model]) -> TypeAdapter[list[Model]]:
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
+
+
 @dataclass(slots=True)
 class _PendingAck:
+    """An input held unacknowledged until the broker has acknowledged each of its outputs."""
+
     mid: int
     qos: int
     remaining: int
+    connection: int
 
 
 @dataclass(slots=True)
 class _Confirmation:
     done: threading.Event = field(default_factory=threading.Event)
     accepted: bool = False
+
+    def settle(self, reason: ReasonCode) -> None:
+        self.accepted = not reason.is_failure
+        self.done.set()
 
 
 @dataclass(slots=True)
@@ -81,20 +125,30 @@ class _Subscription:
 
 @dataclass
 class MqttClient:
-    """A connection to the broker for one service (or one simulator)."""
+    """A connection to the broker for one service (or one simulator).
+
+    Threads: paho's network thread calls the handlers and reports acknowledgements; any other
+    thread may publish. paho holds its own lock while it reports an acknowledgement, so this
+    class never holds its lock while calling paho's publish, and an acknowledgement that
+    overtakes the publisher's bookkeeping is kept until the publisher asks for it.
+    """
 
     settings: Settings
     client_id: str
     persistent: bool = True
     max_inflight: int = 1000
-    _subscriptions: list[_Subscription] = field(default_factory=list)
-    _pending: dict[int, _PendingAck] = field(default_factory=dict)
-    _confirmations: dict[int, _Confirmation] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    batch_window_s: float | None = None
     connected: threading.Event = field(default_factory=threading.Event)
+    _subscriptions: list[_Subscription] = field(default_factory=list)
+    _state: threading.Condition = field(default_factory=threading.Condition)
+    _awaiting: dict[int, Settle | None] = field(default_factory=dict)
+    _overtaken: dict[int, ReasonCode] = field(default_factory=dict)
+    _batches: defaultdict[str, list[tuple[bytes, _PendingAck | None]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    _connection: int = 0
     _connect_answered: threading.Event = field(default_factory=threading.Event)
-    _unacked: int = 0
-    _unacked_changed: threading.Condition = field(default_factory=threading.Condition)
+    _stopping: threading.Event = field(default_factory=threading.Event)
     _refusal: str | None = None
 
     def __post_init__(self) -> None:
@@ -120,6 +174,7 @@ class MqttClient:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_publish = self._on_publish
+        self._flusher = threading.Thread(target=self._flush_batches_periodically, name="mqtt-batches", daemon=True)
 
     def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
         """Register a handler; call before :meth:`start`. Its outputs are published for it.
@@ -145,23 +200,27 @@ class MqttClient:
             properties=properties,
         )
         self._client.loop_start()
+        if self.batch_window_s:
+            self._flusher.start()
         if not self._connect_answered.wait(timeout) or not self.connected.is_set():
             self.stop()
             where = f"{self.settings.mqtt_host}:{self.settings.mqtt_port}"
             raise ConnectionError(f"MQTT connection to {where} failed: {self._refusal or 'no answer'}")
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Send what is batched, give the broker `timeout` seconds to acknowledge it, and disconnect."""
+        self._stopping.set()
+        if self._flusher.is_alive():
+            self._flusher.join()
+        self._flush_batches()
+        if self.connected.is_set():
+            self.flush(timeout)
         self._client.disconnect()
         self._client.loop_stop()
 
-    def publish(self, message: Outbound) -> paho.MQTTMessageInfo:
-        info = self._client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
-        if message.qos > 0:
-            with self._unacked_changed:
-                self._unacked += 1
-        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-            raise RuntimeError(f"publish to {message.topic} failed: {paho.error_string(info.rc)}")
-        return info
+    def publish(self, message: Outbound) -> None:
+        """Publish without waiting; paho sends it again after a reconnect until the broker acknowledges it."""
+        self._emit(message, None)
 
     def publish_paced(self, message: Outbound, timeout: float = 60.0) -> None:
         """Publish from a producer thread, waiting while too many messages are unacknowledged.
@@ -170,25 +229,74 @@ class MqttClient:
         simulator, a benchmark) waits here instead. Never call it from a message handler:
         the network thread that would deliver the acknowledgements is the one waiting.
         """
-        with self._unacked_changed:
-            if not self._unacked_changed.wait_for(lambda: self._unacked < MAX_UNACKED, timeout):
-                raise TimeoutError(f"{self._unacked} publishes unacknowledged for {timeout:.0f} s")
+        with self._state:
+            if not self._state.wait_for(lambda: len(self._awaiting) < MAX_UNACKED, timeout):
+                raise TimeoutError(f"{len(self._awaiting)} publishes unacknowledged for {timeout:.0f} s")
         self.publish(message)
 
     def flush(self, timeout: float = 60.0) -> bool:
         """Wait until the broker has acknowledged everything published; True if it has."""
-        with self._unacked_changed:
-            return self._unacked_changed.wait_for(lambda: self._unacked == 0, timeout)
+        with self._state:
+            return self._state.wait_for(lambda: not self._awaiting and not self._batches, timeout)
 
     def publish_confirmed(self, message: Outbound, timeout: float = 10.0) -> bool:
-        """Publish at QoS 1 and wait for the broker's verdict: False if it refused (say, by its ACL)."""
+        """Publish and wait for the broker's verdict: False if it refused (say, by its ACL)."""
         confirmation = _Confirmation()
-        with self._lock:
-            info = self.publish(message)
-            self._confirmations[info.mid] = confirmation
+        self._send(message.topic, message.payload, message.retain, confirmation.settle)
         if not confirmation.done.wait(timeout):
             raise TimeoutError(f"no acknowledgement for {message.topic} within {timeout:.0f} s")
         return confirmation.accepted
+
+    def _emit(self, message: Outbound, pending: _PendingAck | None) -> None:
+        if message.batched and self.batch_window_s:
+            with self._state:
+                self._batches[message.topic].append((message.payload, pending))
+            return
+        payload = b"[" + message.payload + b"]" if message.batched else message.payload
+        self._send(message.topic, payload, message.retain, self._settler([pending] if pending else []))
+
+    def _send(self, topic: str, payload: bytes, retain: bool, settle: Settle | None) -> None:
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            raise RuntimeError(f"publish to {topic} failed: {paho.error_string(info.rc)}")
+        with self._state:
+            reason = self._overtaken.pop(info.mid, None)
+            if reason is None:
+                self._awaiting[info.mid] = settle
+                return
+        if settle is not None:
+            settle(reason)
+
+    def _flush_batches_periodically(self) -> None:
+        assert self.batch_window_s
+        while not self._stopping.wait(self.batch_window_s):
+            self._flush_batches()
+
+    def _flush_batches(self) -> None:
+        """One message per topic; only one thread at a time calls this, which keeps batches in order."""
+        with self._state:
+            batches, self._batches = self._batches, defaultdict(list)
+        for topic, items in batches.items():
+            payload = b"[" + b",".join(item for item, _ in items) + b"]"
+            self._send(topic, payload, False, self._settler([pending for _, pending in items if pending]))
+
+    def _settler(self, inputs: list[_PendingAck]) -> Settle | None:
+        return partial(self._settle_inputs, inputs) if inputs else None
+
+    def _settle_inputs(self, inputs: list[_PendingAck], reason: ReasonCode) -> None:
+        """An output was acknowledged: acknowledge each input whose outputs are now all acknowledged."""
+        if reason.is_failure:
+            # Acknowledging the inputs would lose them: leave them for re-delivery and make noise.
+            log.error("broker refused an output", extra={"client_id": self.client_id, "reason": str(reason)})
+            return
+        complete = []
+        with self._state:
+            for pending in inputs:
+                pending.remaining -= 1
+                if pending.remaining == 0 and pending.connection == self._connection:
+                    complete.append(pending)
+        for pending in complete:
+            self._client.ack(pending.mid, pending.qos)
 
     def _on_connect(
         self,
@@ -203,8 +311,11 @@ class MqttClient:
             self._refusal = str(reason)
             self._connect_answered.set()
             return
-        with self._lock:
-            self._pending.clear()
+        with self._state:
+            # Inputs of the previous connection come again; batched outputs would only duplicate them.
+            self._connection += 1
+            self._batches.clear()
+            self._state.notify_all()
         for sub in self._subscriptions:
             client.subscribe(sub.topic_filter, qos=sub.qos)
         log.info(
@@ -228,36 +339,26 @@ class MqttClient:
 
     def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
         """A message no filter of ours matches (left from an old subscription of the session): acknowledge it."""
-        self._deliver(None, client, userdata, message)
+        if message.qos > 0:
+            client.ack(message.mid, message.qos)
 
-    def _deliver(
-        self, handler: Handler | None, client: paho.Client, userdata: object, message: paho.MQTTMessage
-    ) -> None:
-        outputs: Sequence[Outbound] = ()
-        if handler is not None:
-            try:
-                outputs = handler(Inbound(message.topic, message.payload, bool(message.retain)))
-            except Exception:
-                # Not acknowledged: the broker re-delivers it after a reconnect.
-                log.exception("handler failed; message left unacknowledged", extra={"topic": message.topic})
-                return
+    def _deliver(self, handler: Handler, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        try:
+            outputs = handler(Inbound(message.topic, message.payload, bool(message.retain)))
+        except Exception:
+            # Not acknowledged: the broker re-delivers it after a reconnect.
+            log.exception("handler failed; message left unacknowledged", extra={"topic": message.topic})
+            return
         if message.qos == 0:
             for out in outputs:
-                self.publish(out)
+                self._emit(out, None)
             return
         if not outputs:
             client.ack(message.mid, message.qos)
             return
-        pending = _PendingAck(message.mid, message.qos, len(outputs))
-        with self._lock:
-            for out in outputs:
-                info = self.publish(out)
-                if out.qos == 0:
-                    pending.remaining -= 1
-                else:
-                    self._pending[info.mid] = pending
-            if pending.remaining == 0:
-                client.ack(pending.mid, pending.qos)
+        pending = _PendingAck(message.mid, message.qos, len(outputs), self._connection)
+        for out in outputs:
+            self._emit(out, pending)
 
     def _on_publish(
         self,
@@ -267,21 +368,15 @@ class MqttClient:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        with self._unacked_changed:
-            self._unacked = max(0, self._unacked - 1)
-            self._unacked_changed.notify_all()
-        with self._lock:
-            confirmation = self._confirmations.pop(mid, None)
-            if confirmation is not None:
-                confirmation.accepted = not reason.is_failure
-                confirmation.done.set()
-            pending = self._pending.pop(mid, None)
-            if pending is None:
+        with self._state:
+            if mid not in self._awaiting:
+                # The publisher has not noted this mid yet; it settles it when it does.
+                self._overtaken[mid] = reason
                 return
-            if reason.is_failure:
-                # Acknowledging the input would lose it: leave it for re-delivery and make noise.
-                log.error("broker refused an output", extra={"client_id": self.client_id, "reason": str(reason)})
-                return
-            pending.remaining -= 1
-            if pending.remaining == 0:
-                client.ack(pending.mid, pending.qos)
+            settle = self._awaiting[mid]
+        if settle is not None:
+            settle(reason)
+        with self._state:
+            # Only now, so that flush() returns after the inputs' acknowledgements are queued.
+            del self._awaiting[mid]
+            self._state.notify_all()

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from carebed.registry import Device, Home, device_credentials
 from carebed.schemas import DeviceKind
-from carebed.topics import PREFIX
+from carebed.topics import EVENTS, PREFIX, READINGS
 
 # Mosquitto 2's own format: PBKDF2-HMAC-SHA512, "$7$iterations$salt$hash". Passwords are random
 # 32-byte tokens, so Mosquitto's default of 101 iterations costs nothing in strength and keeps a
@@ -34,19 +34,19 @@ ACCOUNTS_FILE = "accounts.env"
 SERVICE_ACL: dict[str, tuple[tuple[str, str], ...]] = {
     "carebed-gateway": (
         ("read", f"{PREFIX}/devices/#"),
-        ("write", f"{PREFIX}/internal/readings/#"),
-        ("write", f"{PREFIX}/internal/events/#"),
+        ("write", READINGS),
+        ("write", EVENTS),
         ("write", f"{PREFIX}/deadletter/#"),
     ),
     "carebed-detector": (
-        ("read", f"{PREFIX}/internal/readings/#"),
-        ("read", f"{PREFIX}/internal/events/#"),
+        ("read", READINGS),
+        ("read", EVENTS),
         ("read", f"{PREFIX}/internal/feedback/#"),
         ("write", f"{PREFIX}/internal/findings/#"),
     ),
     "carebed-alerting": (
         ("read", f"{PREFIX}/internal/findings/#"),
-        ("read", f"{PREFIX}/internal/readings/#"),
+        ("read", READINGS),
         ("write", f"{PREFIX}/internal/feedback/#"),
     ),
     # Publishes for many simulated devices over one connection: for demos, tests and benchmarks only.

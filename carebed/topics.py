@@ -1,8 +1,8 @@
 """Every MQTT topic name in one place.
 
 Device topics are keyed by device id so a broker ACL can confine each device to its own
-branch; internal topics are keyed by home id so a broker's topic-hash dispatch keeps one
-home's messages on one worker when the services are scaled out.
+branch. Readings travel between the services in batches (JSON arrays) on one topic per lane,
+so one broker message carries many readings; findings and feedback are keyed by home id.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ DEVICE_ROUTINE_SUBSCRIPTIONS = (
     f"{PREFIX}/devices/+/{DeviceChannel.TELEMETRY}",
     f"{PREFIX}/devices/+/{DeviceChannel.STATUS}",
 )
-READINGS_SUBSCRIPTION = f"{PREFIX}/internal/readings/+"
-EVENTS_SUBSCRIPTION = f"{PREFIX}/internal/events/+"
+READINGS = f"{PREFIX}/internal/readings"
+EVENTS = f"{PREFIX}/internal/events"
 FINDINGS_SUBSCRIPTION = f"{PREFIX}/internal/findings/+"
 FEEDBACK_SUBSCRIPTION = f"{PREFIX}/internal/feedback/+"
 DEAD_LETTER_SUBSCRIPTION = f"{PREFIX}/deadletter/#"
@@ -45,14 +45,6 @@ def parse_device(topic: str) -> tuple[str, DeviceChannel] | None:
         return parts[3], DeviceChannel(parts[4])
     except ValueError:
         return None
-
-
-def readings(home_id: str) -> str:
-    return f"{PREFIX}/internal/readings/{home_id}"
-
-
-def events(home_id: str) -> str:
-    return f"{PREFIX}/internal/events/{home_id}"
 
 
 def findings(home_id: str) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from prometheus_client import Counter
 
 from carebed import service, topics
-from carebed.mqtt import Inbound, MqttClient, Outbound, decode
+from carebed.mqtt import Inbound, MqttClient, Outbound, decode, decode_batch
 from carebed.schemas import Feedback, Finding, Reading, dump, utc_now
 from carebed.settings import Settings
 from detector.core import DetectorCore
@@ -53,23 +53,21 @@ class Detector:
         self._lock = threading.Lock()
         self._checkpointed_at = time.monotonic()
         self.mqtt = MqttClient(settings, client_id="carebed-detector")
-        self.mqtt.subscribe(topics.READINGS_SUBSCRIPTION, self.handle)
+        self.mqtt.subscribe(topics.READINGS, self.handle)
         self.mqtt.subscribe(topics.FEEDBACK_SUBSCRIPTION, self.handle_feedback)
         self.events = MqttClient(settings, client_id="carebed-detector-events")
-        self.events.subscribe(topics.EVENTS_SUBSCRIPTION, self.handle)
+        self.events.subscribe(topics.EVENTS, self.handle)
 
     def start(self) -> None:
         self.events.start()
         self.mqtt.start()
 
     def handle(self, message: Inbound) -> Sequence[Outbound]:
-        reading = decode(Reading, message)
-        if reading is None:
-            return ()
-        READINGS_IN.inc()
+        readings = decode_batch(Reading, message)
         with self._lock:
-            findings = self.engine.process(reading)
+            findings = [finding for reading in readings for finding in self.engine.process(reading)]
             self._checkpoint_if_due()
+        READINGS_IN.inc(len(readings))
         return self._outbound(findings)
 
     def handle_feedback(self, message: Inbound) -> Sequence[Outbound]:

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 MESSAGES_IN = Counter("carebed_gateway_messages_total", "Device messages received")
 REJECTED = Counter("carebed_gateway_rejected_total", "Device messages rejected, by reason", ["reason"])
 REGISTRY_REFRESH_S = 5.0
+# Routine readings wait up to this long to share one broker message; events never wait.
+BATCH_WINDOW_S = 0.05
 FRAME_GAPS = Gauge("carebed_gateway_lorawan_frame_gaps", "LoRaWAN uplinks missing by frame counter since start")
 DUPLICATE_UPLINKS = Gauge("carebed_gateway_duplicate_uplinks", "Repeated ChirpStack uplinks dropped since start")
 
@@ -39,7 +41,7 @@ class Gateway:
         FRAME_GAPS.set_function(lambda: self.normaliser.chirpstack.frame_gaps)
         DUPLICATE_UPLINKS.set_function(lambda: self.normaliser.chirpstack.duplicates)
         self.archive = _archive(settings)
-        self.mqtt = MqttClient(settings, client_id="carebed-gateway")
+        self.mqtt = MqttClient(settings, client_id="carebed-gateway", batch_window_s=BATCH_WINDOW_S)
         for adapter in self.normaliser.adapters:
             for subscription in adapter.subscriptions:
                 self.mqtt.subscribe(subscription, self.handle)
@@ -78,8 +80,8 @@ class Gateway:
             return [Outbound(topics.dead_letter(result.reason.value), dump(result))]
         if self.archive is not None:
             self.archive.add(result)
-        lane = topics.events if result.channel is DeviceChannel.EVENT else topics.readings
-        return [Outbound(lane(result.home_id), dump(result))]
+        lane = topics.EVENTS if result.channel is DeviceChannel.EVENT else topics.READINGS
+        return [Outbound(lane, dump(result), batched=True)]
 
 
 def _archive(settings: Settings) -> Archive | None:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,13 +22,13 @@ from urllib.parse import parse_qs
 import httpx
 
 from carebed import topics
-from carebed.mqtt import Inbound, MqttClient, Outbound
-from carebed.schemas import Finding, FindingCode, Severity, dump, utc_now
+from carebed.mqtt import Inbound, MqttClient, Outbound, decode_batch
+from carebed.schemas import Finding, FindingCode, Reading, Severity, dump, utc_now
 from carebed.settings import Settings
 
 T = TypeVar("T")
 # Readings travel in two lanes: routine telemetry and status, and events (SOS, fall, leak).
-ALL_READINGS = (topics.READINGS_SUBSCRIPTION, topics.EVENTS_SUBSCRIPTION)
+ALL_READINGS = (topics.READINGS, topics.EVENTS)
 
 
 def publish_sos_finding(client: MqttClient, home_id: str) -> datetime:
@@ -104,6 +105,8 @@ class Observer:
     settings: Settings
     topic_filter: str | tuple[str, ...]
     messages: queue.Queue[Inbound] = field(default_factory=queue.Queue)
+    received: int = 0
+    _readings: deque[Reading] = field(default_factory=deque)
 
     def __post_init__(self) -> None:
         self.client = MqttClient(self.settings, client_id=f"test-observer-{id(self):x}", persistent=False)
@@ -112,6 +115,7 @@ class Observer:
             self.client.subscribe(topic_filter, self._record)
 
     def _record(self, message: Inbound) -> list[Outbound]:
+        self.received += 1
         self.messages.put(message)
         return []
 
@@ -120,6 +124,12 @@ class Observer:
             return self.messages.get(timeout=timeout)
         except queue.Empty:
             raise AssertionError(f"nothing published on {self.topic_filter} within {timeout:.0f} s") from None
+
+    def next_reading(self, timeout: float = 10.0) -> Reading:
+        """The next reading off the internal lanes, where readings travel in batches."""
+        while not self._readings:
+            self._readings.extend(decode_batch(Reading, self.next(timeout)))
+        return self._readings.popleft()
 
 
 @dataclass

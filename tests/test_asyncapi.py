@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from carebed.asyncapi import document
-from carebed.schemas import DeviceEntry, Reading
+from carebed.schemas import DeviceEntry, Reading, dump
 from carebed.topics import DeviceChannel
 from detector.rules import RuleConfig, RuleEngine
 from gateway.core import Normaliser
@@ -81,15 +81,24 @@ def test_readings_and_findings_fit_the_internal_channels(doc: dict[str, Any]) ->
     registry = build_registry(4, seed=3)
     directory = {d.id: DeviceEntry(h.id, d.kind) for h in registry.homes for d in h.devices}
     normaliser, engine = Normaliser(None), RuleEngine(RuleConfig())
-    reading_schema = channel_validator(doc, "carebed/v1/internal/readings/{home_id}", "subscribe")
+    lanes = {
+        DeviceChannel.TELEMETRY: channel_validator(doc, "carebed/v1/internal/readings", "subscribe"),
+        DeviceChannel.EVENT: channel_validator(doc, "carebed/v1/internal/events", "subscribe"),
+    }
     finding_schema = channel_validator(doc, "carebed/v1/internal/findings/{home_id}", "subscribe")
+    batches: dict[DeviceChannel, list[bytes]] = {channel: [] for channel in lanes}
     findings = []
     for message in simulated_messages():
         topic = f"carebed/v1/devices/{message.device_id}/{message.channel.value}"
         reading = normaliser.normalise(topic, json.dumps(message.payload).encode(), message.ts, directory)
         assert isinstance(reading, Reading)
-        reading_schema.validate(json.loads(reading.model_dump_json(exclude_none=True)))
+        batches[message.channel].append(dump(reading))
         findings += engine.process(reading)
+    for channel, batch in batches.items():
+        assert batch
+        lanes[channel].validate(json.loads(b"[" + b",".join(batch) + b"]"))
+    with pytest.raises(jsonschema.ValidationError):
+        lanes[DeviceChannel.TELEMETRY].validate(json.loads(batches[DeviceChannel.TELEMETRY][0]))
     assert findings, "the injected incidents must raise findings"
     for finding in findings:
         finding_schema.validate(json.loads(finding.model_dump_json(exclude_none=True)))

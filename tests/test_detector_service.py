@@ -74,7 +74,7 @@ def test_away_feedback_over_the_broker_suppresses_welfare_findings_and_survives_
     )
     for home_id in ("home-away", "home-here"):
         for reading in day_then_silence(home_id):
-            device.publish(Outbound(topics.readings(home_id), dump(reading)))
+            device.publish(Outbound(topics.READINGS, dump(reading), batched=True))
 
     found = Finding.model_validate_json(findings.next(timeout=30).payload)
     assert (found.home_id, found.code) == ("home-here", FindingCode.INACTIVITY)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from carebed import topics
 from carebed.db import make_engine, make_sessionmaker
 from carebed.mqtt import MqttClient, Outbound
 from carebed.registry import RegistryFile, import_registry
-from carebed.schemas import DeadLetter, Finding, FindingCode, Reading, RejectReason, utc_now
+from carebed.schemas import DeadLetter, Finding, FindingCode, RejectReason, utc_now
 from carebed.settings import Settings
 from carebed.topics import DeviceChannel
 from detector.service import Detector
@@ -46,12 +47,12 @@ def test_an_sos_becomes_a_reading_and_a_finding(
 ) -> None:
     home = registry.homes[0]
     wearable = home.devices[0].id
-    readings = observe(settings, topics.EVENTS_SUBSCRIPTION)
+    readings = observe(settings, topics.EVENTS)
     findings = observe(settings, topics.FINDINGS_SUBSCRIPTION)
     payload = {"ts": utc_now().isoformat(), "seq": 1, "event": "sos"}
     device.publish(Outbound(topics.device(wearable, DeviceChannel.EVENT), json.dumps(payload).encode()))
 
-    reading = Reading.model_validate_json(readings.next().payload)
+    reading = readings.next_reading()
     assert (reading.home_id, reading.device_id, reading.event) == (home.id, wearable, "sos")
     message = findings.next()
     finding = Finding.model_validate_json(message.payload)
@@ -64,7 +65,7 @@ def test_bad_input_is_dead_lettered_with_its_reason_and_the_gateway_carries_on(
 ) -> None:
     wearable = registry.homes[0].devices[0].id
     dead = observe(settings, topics.DEAD_LETTER_SUBSCRIPTION)
-    readings = observe(settings, topics.READINGS_SUBSCRIPTION)
+    readings = observe(settings, topics.READINGS)
     bad = [
         (topics.device("ghost-device", DeviceChannel.TELEMETRY), b'{"ts": "2026-11-24T08:00:00Z"}'),
         (topics.device(wearable, DeviceChannel.TELEMETRY), b"\x00\x01 not json"),
@@ -77,7 +78,7 @@ def test_bad_input_is_dead_lettered_with_its_reason_and_the_gateway_carries_on(
 
     good = {"ts": utc_now().isoformat(), "heart_rate_bpm": 72, "worn": True}
     device.publish(Outbound(topics.device(wearable, DeviceChannel.TELEMETRY), json.dumps(good).encode()))
-    assert Reading.model_validate_json(readings.next().payload).heart_rate_bpm == 72
+    assert readings.next_reading().heart_rate_bpm == 72
 
 
 def test_zigbee2mqtt_and_chirpstack_messages_flow_like_native_ones(
@@ -98,13 +99,43 @@ def test_zigbee2mqtt_and_chirpstack_messages_flow_like_native_ones(
     engine.dispose()
     running[0].refresh_registry()
     findings = observe(settings, topics.FINDINGS_SUBSCRIPTION)
-    readings = observe(settings, topics.READINGS_SUBSCRIPTION)
+    readings = observe(settings, topics.READINGS)
 
     device.publish(Outbound("carebed/v1/z2m/hub-1/kitchen-gas", FIXTURES.joinpath("zigbee2mqtt/gas.json").read_bytes()))
     uplink = FIXTURES.joinpath("chirpstack/uplink_water_meter.json").read_bytes()
     device.publish(Outbound("application/app-1/device/0101010101010101/event/up", uplink))
 
-    received = {Reading.model_validate_json(readings.next().payload).device_id for _ in range(2)}
+    received = {readings.next_reading().device_id for _ in range(2)}
     assert received == {"kitchen-gas", "0101010101010101"}
     finding = Finding.model_validate_json(findings.next().payload)
     assert (finding.code, finding.home_id) == (FindingCode.GAS_ALARM, "vendor-home")
+
+
+def test_routine_readings_share_messages_and_each_device_message_is_acknowledged_once(
+    settings: Settings, registry: RegistryFile, running: tuple[Gateway, Detector], device: MqttClient
+) -> None:
+    """A burst arrives whole in fewer broker messages; a gateway restart re-delivers none of it."""
+    wearable = registry.homes[0].devices[0].id
+    readings = observe(settings, topics.READINGS)
+    start = utc_now().replace(microsecond=0)
+
+    def publish(n: int) -> None:
+        payload = {"ts": (start - timedelta(seconds=n)).isoformat(), "heart_rate_bpm": 70, "worn": True}
+        device.publish(Outbound(topics.device(wearable, DeviceChannel.TELEMETRY), json.dumps(payload).encode()))
+
+    for n in range(1, 201):
+        publish(n)
+    received = [readings.next_reading() for _ in range(200)]
+    assert len({r.ts for r in received}) == 200
+    assert readings.messages.qsize() == 0 and readings.received < 200, "the gateway gathers readings into batches"
+
+    gateway = running[0]
+    gateway.stop()
+    restarted = Gateway(settings)
+    restarted.refresh_registry()
+    restarted.start()
+    try:
+        publish(0)
+        assert readings.next_reading().ts == start, "nothing re-delivered before the next message"
+    finally:
+        restarted.stop()

@@ -20,7 +20,7 @@ from carebed.db import make_engine, make_sessionmaker, migrate
 from carebed.mqtt import MqttClient, Outbound
 from carebed.provisioning import new_service_passwords, sync_broker_auth
 from carebed.registry import RegistryFile, import_registry
-from carebed.schemas import Reading, utc_now
+from carebed.schemas import utc_now
 from carebed.settings import Settings
 from carebed.topics import DeviceChannel
 from gateway.service import Gateway
@@ -126,7 +126,7 @@ def test_a_new_device_can_log_in_at_once_and_its_data_flows(secure: SecureStack,
     device.start()
     try:
         assert device.publish_confirmed(sos("vendor-x-watch-1"))
-        reading = Reading.model_validate_json(readings.next().payload)
+        reading = readings.next_reading()
         assert (reading.home_id, reading.device_id, reading.event) == (home, "vendor-x-watch-1", "sos")
     finally:
         device.stop()

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from carebed.db import make_engine, make_sessionmaker, migrate
+from carebed.mqtt import decode_batch
 from carebed.registry import RegistryFile, import_registry
 from carebed.schemas import Reading
 from carebed.settings import Settings
@@ -64,7 +65,7 @@ def test_each_format_is_accepted_by_the_gateway_and_recorded(fmt: str, settings:
 
         def all_arrived() -> bool:
             while not readings.messages.empty():
-                received.append(Reading.model_validate_json(readings.messages.get().payload))
+                received.extend(decode_batch(Reading, readings.messages.get()))
             return len(received) == len(sent)
 
         wait_for(all_arrived, 20, f"one reading per message sent ({len(sent)})")
