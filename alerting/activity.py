@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import Insert, delete, func
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.models import ActivityBucket, DeviceSeen
@@ -73,45 +75,45 @@ class ActivityRecorder:
             session.execute(delete(ActivityBucket).where(ActivityBucket.start < utc_now() - RETENTION))
 
 
+def _upsert(session: Session, model: type[ActivityBucket] | type[DeviceSeen]) -> Insert:
+    """INSERT … ON CONFLICT for the session's database: one statement for a whole flush, whatever exists."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return insert(model.__table__)
+
+
 def _add_buckets(session: Session, buckets: dict[tuple[str, datetime], Usage]) -> None:
-    """Read-modify-write is safe here: this thread is the only writer of the table."""
     if not buckets:
         return
-    keys = list(buckets)
-    existing = {
-        (row.home_id, row.start): row
-        for row in session.scalars(
-            select(ActivityBucket).where(tuple_(ActivityBucket.home_id, ActivityBucket.start).in_(keys))
-        )
-    }
-    for (home_id, start), usage in buckets.items():
-        row = existing.get((home_id, start))
-        if row is None:
-            row = ActivityBucket(home_id=home_id, start=start, water_l=0.0, gas_m3=0.0, steps=0, readings=0)
-            session.add(row)
-        row.water_l += usage.water_l
-        row.gas_m3 += usage.gas_m3
-        row.steps += usage.steps
-        row.readings += usage.readings
+    statement = _upsert(session, ActivityBucket)
+    added = statement.excluded
+    statement = statement.on_conflict_do_update(
+        index_elements=[ActivityBucket.home_id, ActivityBucket.start],
+        set_={
+            "water_l": ActivityBucket.water_l + added.water_l,
+            "gas_m3": ActivityBucket.gas_m3 + added.gas_m3,
+            "steps": ActivityBucket.steps + added.steps,
+            "readings": ActivityBucket.readings + added.readings,
+        },
+    )
+    rows = [{"home_id": home_id, "start": start, **asdict(usage)} for (home_id, start), usage in buckets.items()]
+    session.execute(statement, rows)
 
 
 def _record_seen(session: Session, seen: dict[str, Seen]) -> None:
+    """A sighting older than the one stored (a late, re-delivered reading) changes nothing."""
     if not seen:
         return
-    rows = {row.device_id: row for row in session.scalars(select(DeviceSeen).where(DeviceSeen.device_id.in_(seen)))}
-    for device_id, sighting in seen.items():
-        row = rows.get(device_id)
-        if row is None:
-            session.add(
-                DeviceSeen(
-                    device_id=device_id,
-                    home_id=sighting.home_id,
-                    last_seen=sighting.last_seen,
-                    battery_pct=sighting.battery_pct,
-                    online=sighting.online,
-                )
-            )
-        elif sighting.last_seen >= row.last_seen:
-            row.home_id, row.last_seen, row.online = sighting.home_id, sighting.last_seen, sighting.online
-            if sighting.battery_pct is not None:
-                row.battery_pct = sighting.battery_pct
+    statement = _upsert(session, DeviceSeen)
+    new = statement.excluded
+    statement = statement.on_conflict_do_update(
+        index_elements=[DeviceSeen.device_id],
+        set_={
+            "home_id": new.home_id,
+            "last_seen": new.last_seen,
+            "online": new.online,
+            "battery_pct": func.coalesce(new.battery_pct, DeviceSeen.battery_pct),
+        },
+        where=DeviceSeen.last_seen <= new.last_seen,
+    )
+    rows = [{"device_id": device_id, **asdict(sighting)} for device_id, sighting in seen.items()]
+    session.execute(statement, rows)

@@ -5,8 +5,8 @@ the real simulator as load generator (`carebed simulate --json`), a bare countin
 the ceiling, and a loopback stand-in for Twilio's Messages API that notes when each SMS request
 arrives. Phases:
 
-1. idle SOS latency: SOS presses one at a time, publish → Twilio request;
-2. ceiling: the load with only the bare subscriber;
+1. ceiling: the load with only the bare subscriber;
+2. idle SOS latency: SOS presses one at a time, publish → Twilio request;
 3. pipeline: the same load through gateway and detector, with SOS presses during it.
 """
 
@@ -43,7 +43,7 @@ from carebed.topics import DeviceChannel
 from simulators.homes import build_registry
 
 ACCOUNT_SID = "AC" + "0" * 32
-SOS_SAMPLES = 10
+SOS_SAMPLES = 50
 DRAIN_TIMEOUT_S = 120.0
 
 
@@ -85,6 +85,7 @@ class Bench:
     speed: float
     duration_s: float
     folder: Path
+    profile_dir: Path | None = None
     on_phase: Callable[[str], None] = lambda _: None
     env: dict[str, str] = field(init=False)
 
@@ -121,9 +122,10 @@ class Bench:
             bare = self._ceiling()
             with self._services() as services:
                 self.on_phase("idle SOS latency")
-                idle = self._sos_latencies(sink, range(0, samples), spacing_s=0.5)
+                idle = self._sos_latencies(sink, range(0, samples), spacing_s=0.2)
                 self.on_phase("pipeline under load")
-                pipeline, load = self._pipeline(sink, range(samples, 2 * samples))
+                with self._profiling(services):
+                    pipeline, load = self._pipeline(sink, range(samples, 2 * samples))
                 self.on_phase("memory")
                 rss = {name: _rss_mb(proc.pid) for name, proc in services.items()}
                 rss["mosquitto"] = _rss_mb(broker.process.pid) if broker.process else 0.0
@@ -174,6 +176,27 @@ class Bench:
             for proc in services.values():
                 proc.wait(timeout=60)
 
+    @contextmanager
+    def _profiling(self, services: dict[str, subprocess.Popen[bytes]]) -> Iterator[None]:
+        """Flame graphs of the gateway and detector for the load's duration, sampled without pausing them."""
+        if self.profile_dir is None:
+            yield
+            return
+        self.profile_dir.mkdir(parents=True, exist_ok=True)
+        recorders = [
+            subprocess.Popen(
+                _py_spy_record(services[name].pid, round(self.duration_s), self.profile_dir / f"{name}.svg"),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for name in ("gateway", "detector")
+        ]
+        try:
+            yield
+        finally:
+            for recorder in recorders:
+                recorder.wait(timeout=self.duration_s + 60)
+
     def _simulate(self) -> subprocess.Popen[str]:
         args = ["--homes", str(self.homes), "--speed", str(self.speed), "--duration", str(self.duration_s), "--json"]
         return subprocess.Popen(
@@ -204,8 +227,9 @@ class Bench:
     def _pipeline(self, sink: TwilioSink, sos_homes: range) -> tuple[dict[str, float], list[float]]:
         watch = CounterWatch(self._processed)
         load = self._simulate()
-        time.sleep(min(2.0, self.duration_s / 4))
-        during = self._sos_latencies(sink, sos_homes, spacing_s=self.duration_s / (4 * max(len(sos_homes), 1)))
+        # Presses spread over the middle half of the load, past the load generator's start-up.
+        time.sleep(self.duration_s / 4)
+        during = self._sos_latencies(sink, sos_homes, spacing_s=self.duration_s / (2 * max(len(sos_homes), 1)))
         published = json.loads(load.communicate()[0])["published"] + len(sos_homes)
         watch.wait_for(published, DRAIN_TIMEOUT_S)
         processed, span = watch.progress()
@@ -276,6 +300,23 @@ class CounterWatch:
         return min(at for at, value in self._samples if value == count)
 
 
+def _py_spy_record(pid: int, seconds: int, output: Path) -> list[str]:
+    py_spy = str(Path(sys.executable).with_name("py-spy"))
+    return [
+        py_spy,
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(seconds),
+        "--rate",
+        "100",
+        "--nonblocking",
+        "-o",
+        str(output),
+    ]
+
+
 def _percentiles(values: list[float]) -> dict[str, float | None]:
     if len(values) < 2:
         return {"p50": values[0] if values else None, "p99": values[0] if values else None, "n": len(values)}
@@ -290,8 +331,12 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def run_with_progress(homes: int, speed: float, duration_s: float, folder: Path) -> dict[str, Any]:
+def run_with_progress(
+    homes: int, speed: float, duration_s: float, folder: Path, profile_dir: Path | None = None
+) -> dict[str, Any]:
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True) as progress:
         task = progress.add_task("starting", total=None)
-        bench = Bench(homes, speed, duration_s, folder, on_phase=lambda phase: progress.update(task, description=phase))
+        bench = Bench(
+            homes, speed, duration_s, folder, profile_dir, lambda text: progress.update(task, description=text)
+        )
         return bench.run()

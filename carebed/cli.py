@@ -405,13 +405,20 @@ def asyncapi() -> None:
     "--duration", type=click.FloatRange(min=1), default=30.0, show_default=True, help="Seconds of load per phase."
 )
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Keep the run's files here.")
+@click.option(
+    "--profile",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write py-spy flame graphs (SVG) of the gateway and detector under load here.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the figures.")
-def bench(homes: int, speed: float, duration: float, data_dir: Path | None, as_json: bool) -> None:
+def bench(
+    homes: int, speed: float, duration: float, data_dir: Path | None, profile: Path | None, as_json: bool
+) -> None:
     """Measure throughput, SOS latency and memory of the pipeline on this machine (loopback only)."""
     import tempfile
 
     from benchmarks.pipeline import run_with_progress
 
     with tempfile.TemporaryDirectory(prefix="carebed-bench-") as tmp:
-        result = run_with_progress(homes, speed, duration, data_dir or Path(tmp))
+        result = run_with_progress(homes, speed, duration, data_dir or Path(tmp), profile)
     click.echo(json.dumps(result, indent=None if as_json else 2))

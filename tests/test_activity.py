@@ -1,0 +1,71 @@
+"""The activity rollup's writer on SQLite and PostgreSQL: flushes add up, and a late sighting never wins."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from alerting.activity import ActivityRecorder
+from alerting.models import ActivityBucket, DeviceSeen
+from carebed import topics
+from carebed.db import make_engine, make_sessionmaker, migrate
+from carebed.mqtt import Inbound
+from carebed.schemas import DeviceKind, Reading, dump
+from carebed.settings import Settings
+from carebed.topics import DeviceChannel
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    migrate(database_url)
+    engine = make_engine(database_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+def batch(*readings: tuple[float, dict[str, float]]) -> Inbound:
+    """Water-meter readings at (minute, values), as the gateway batches them."""
+    items = [
+        dump(
+            Reading.model_validate(
+                {
+                    "home_id": "h-1",
+                    "device_id": "m-1",
+                    "device_kind": DeviceKind.WATER_METER,
+                    "channel": DeviceChannel.TELEMETRY,
+                    "ts": T0 + timedelta(minutes=minute),
+                    "received_at": T0 + timedelta(minutes=minute),
+                    **values,
+                }
+            )
+        )
+        for minute, values in readings
+    ]
+    return Inbound(topics.READINGS, b"[" + b",".join(items) + b"]", retain=False)
+
+
+def test_flushes_add_to_the_buckets_and_the_newest_sighting_stays(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    recorder = ActivityRecorder(settings, sessions)
+    recorder.handle(batch((0, {"water_volume_l": 100, "battery_pct": 90}), (5, {"water_volume_l": 110})))
+    recorder.flush()
+    recorder.handle(batch((10, {"water_volume_l": 130})))
+    recorder.flush()
+    restarted = ActivityRecorder(settings, sessions)
+    restarted.handle(batch((2, {"water_volume_l": 104, "battery_pct": 50})))
+    restarted.flush()
+
+    with sessions() as session:
+        bucket = session.scalars(select(ActivityBucket)).one()
+        seen = session.get(DeviceSeen, "m-1")
+    assert (bucket.start, bucket.water_l, bucket.readings) == (T0, 30.0, 4)
+    assert seen is not None
+    assert (seen.last_seen, seen.battery_pct, seen.online) == (T0 + timedelta(minutes=10), 90.0, True)
