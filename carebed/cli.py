@@ -397,7 +397,7 @@ def asyncapi() -> None:
 
 
 @main.command()
-@click.option("--homes", type=click.IntRange(min=2), default=1000, show_default=True)
+@click.option("--homes", type=click.IntRange(min=3), default=1000, show_default=True)
 @click.option(
     "--speed", type=click.FloatRange(min=1), default=60.0, show_default=True, help="Simulated seconds per second."
 )

@@ -130,6 +130,9 @@ class SimulatedHome:
             )
         return t, t.slot_of(now)
 
+    def prepare(self, now: datetime) -> None:
+        self._slot(now)
+
     def report(self, kind: DeviceKind, now: datetime) -> Message:
         t, slot = self._slot(now)
         share = REPORT_EVERY[kind] / SLOT
