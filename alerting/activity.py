@@ -27,6 +27,7 @@ from carebed.settings import Settings
 log = logging.getLogger(__name__)
 
 RETENTION = timedelta(days=7)
+FLUSH_ROWS = 250
 
 
 class ActivityRecorder:
@@ -65,14 +66,17 @@ class ActivityRecorder:
                 log.exception("activity flush failed; this interval of chart data is lost")
 
     def flush(self) -> None:
+        """Short transactions, so an alert being opened never waits long for SQLite's write lock."""
         with self._lock:
             buckets, seen = self._rollup.drain()
-        if not buckets and not seen:
-            return
-        with self._sessions.begin() as session:
-            _add_buckets(session, buckets)
-            _record_seen(session, seen)
-            session.execute(delete(ActivityBucket).where(ActivityBucket.start < utc_now() - RETENTION))
+        bucket_items, seen_items = list(buckets.items()), list(seen.items())
+        for start in range(0, max(len(bucket_items), len(seen_items)), FLUSH_ROWS):
+            with self._sessions.begin() as session:
+                _add_buckets(session, dict(bucket_items[start : start + FLUSH_ROWS]))
+                _record_seen(session, dict(seen_items[start : start + FLUSH_ROWS]))
+        if buckets:
+            with self._sessions.begin() as session:
+                session.execute(delete(ActivityBucket).where(ActivityBucket.start < utc_now() - RETENTION))
 
 
 def _upsert(session: Session, model: type[ActivityBucket] | type[DeviceSeen]) -> Insert:

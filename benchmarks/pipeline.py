@@ -86,6 +86,7 @@ class Bench:
     duration_s: float
     folder: Path
     profile_dir: Path | None = None
+    database_url: str | None = None
     on_phase: Callable[[str], None] = lambda _: None
     env: dict[str, str] = field(init=False)
 
@@ -96,7 +97,7 @@ class Bench:
         self.folder.mkdir(parents=True, exist_ok=True)
         broker = Mosquitto(self.folder / "mosquitto", free_port())
         sink = TwilioSink()
-        database = f"sqlite:///{self.folder / 'carebed.db'}"
+        database = self.database_url or f"sqlite:///{self.folder / 'carebed.db'}"
         migrate(database)
         engine = make_engine(database)
         with make_sessionmaker(engine).begin() as session:
@@ -359,12 +360,8 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def run_with_progress(
-    homes: int, speed: float, duration_s: float, folder: Path, profile_dir: Path | None = None
-) -> dict[str, Any]:
+def run_with_progress(bench: Bench) -> dict[str, Any]:
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True) as progress:
         task = progress.add_task("starting", total=None)
-        bench = Bench(
-            homes, speed, duration_s, folder, profile_dir, lambda text: progress.update(task, description=text)
-        )
+        bench.on_phase = lambda phase: progress.update(task, description=phase)
         return bench.run()

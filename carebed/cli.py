@@ -410,15 +410,25 @@ def asyncapi() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Write py-spy flame graphs (SVG) of the gateway and detector under load here.",
 )
+@click.option(
+    "--database-url",
+    help="An empty database to use, say a PostgreSQL one (SQLAlchemy URL); default: SQLite in the bench folder.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the figures.")
 def bench(
-    homes: int, speed: float, duration: float, data_dir: Path | None, profile: Path | None, as_json: bool
+    homes: int,
+    speed: float,
+    duration: float,
+    data_dir: Path | None,
+    profile: Path | None,
+    database_url: str | None,
+    as_json: bool,
 ) -> None:
     """Measure throughput, SOS latency and memory of the pipeline on this machine (loopback only)."""
     import tempfile
 
-    from benchmarks.pipeline import run_with_progress
+    from benchmarks.pipeline import Bench, run_with_progress
 
     with tempfile.TemporaryDirectory(prefix="carebed-bench-") as tmp:
-        result = run_with_progress(homes, speed, duration, data_dir or Path(tmp), profile)
+        result = run_with_progress(Bench(homes, speed, duration, data_dir or Path(tmp), profile, database_url))
     click.echo(json.dumps(result, indent=None if as_json else 2))
