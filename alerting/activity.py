@@ -80,7 +80,7 @@ class ActivityRecorder:
 
 
 def _upsert(session: Session, model: type[ActivityBucket] | type[DeviceSeen]) -> Insert:
-    """INSERT … ON CONFLICT for the session's database: one statement for a whole flush, whatever exists."""
+    """INSERT … ON CONFLICT for the session's database: one statement for many rows, whatever exists."""
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     return insert(model.__table__)
 

@@ -249,7 +249,7 @@ class Bench:
         before that is not kept for it. Its open metrics port says nothing about that.
         """
         last = self.homes - 1
-        before = self._processed()
+        watch = CounterWatch(self._processed)
         client = MqttClient(self.settings, client_id="carebed-bench-warm-up", persistent=False)
         client.start()
         try:
@@ -257,10 +257,9 @@ class Bench:
             client.publish(
                 Outbound(topics.device(self.wearables[last], DeviceChannel.TELEMETRY), json.dumps(telemetry).encode())
             )
-            deadline = time.monotonic() + DRAIN_TIMEOUT_S
-            while self._processed() == before and time.monotonic() < deadline:
-                time.sleep(0.1)
+            watch.wait_for(1, DRAIN_TIMEOUT_S)
         finally:
+            watch.stop()
             client.stop()
         if not self._sos_latencies(sink, range(last, last + 1), spacing_s=0):
             raise RuntimeError("the warm-up SOS never reached Twilio: see the services' logs in the bench folder")
