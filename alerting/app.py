@@ -17,6 +17,7 @@ from alerting import api, console, console_api, webhooks
 from alerting.metrics import OpenAlertsCollector
 from alerting.state import AppState
 from alerting.twilio_client import make_sender
+from carebed import service
 from carebed.db import make_engine, make_sessionmaker, migrate
 from carebed.settings import Settings
 
@@ -36,6 +37,7 @@ def create_app(settings: Settings) -> FastAPI:
         state.escalator.start()
         state.consumer.mqtt.start()
         state.activity.start()
+        service.ready()
         log.info("alerting ready", extra={"port": settings.http_port})
         yield
         state.activity.stop()
@@ -66,8 +68,6 @@ def create_app(settings: Settings) -> FastAPI:
 
 def run(settings: Settings) -> None:
     import uvicorn
-
-    from carebed import service
 
     service.start("alerting", settings, settings.metrics_port)
     uvicorn.run(

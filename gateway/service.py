@@ -106,6 +106,7 @@ def run(settings: Settings) -> None:
     if gateway.archive is not None:
         gateway.archive.start()
     gateway.start()
+    service.ready()
     stopping.wait()
     gateway.stop()
     if gateway.archive is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import pickle
 import random
 from collections.abc import Callable
@@ -89,3 +90,18 @@ def test_no_welfare_finding_in_cold_start_except_by_the_fixed_floor(
         assert welfare, "the collapse in the cold start should reach the floor"
     for finding in welfare:
         assert finding.evidence.get("basis") == "fixed_floor" or "rule" in finding.evidence, finding
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_the_state_holds_no_reference_cycles(name: str) -> None:
+    """The detector service freezes its long-lived objects; a cycle among them would never be freed."""
+    detector = DETECTORS[name]()
+    for r in READINGS:
+        detector.process(r)
+    gc.collect()
+    gc.disable()
+    try:
+        del detector
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
