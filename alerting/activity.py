@@ -3,15 +3,24 @@
 This is chart data, not alert data: a reading is acknowledged to the broker as soon as it is
 in memory, so a crash loses at most one flush interval of the chart and of "last seen".
 Alerts never depend on it. Buckets older than the retention are deleted as they are flushed.
+
+It runs in a child process of the alerting service. In the same process, decoding every
+reading and writing the rollup took the GIL from the alert path often enough to nearly double
+an SOS's latency under load (docs/performance.md). The child stops when the service does,
+and also when the service dies without a word: its end of a pipe then reads end-of-file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
+import multiprocessing
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
+from multiprocessing.connection import Connection
 
 from sqlalchemy import Insert, delete, func
 from sqlalchemy.dialects import postgresql, sqlite
@@ -19,7 +28,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.models import ActivityBucket, DeviceSeen
 from alerting.rollup import ActivityRollup, Seen, Usage
-from carebed import topics
+from alerting.urgency import UrgentWork
+from carebed import service, topics
+from carebed.db import make_engine, make_sessionmaker
 from carebed.mqtt import Inbound, MqttClient, Outbound, decode_batch
 from carebed.schemas import Reading, utc_now
 from carebed.settings import Settings
@@ -28,11 +39,59 @@ log = logging.getLogger(__name__)
 
 RETENTION = timedelta(days=7)
 FLUSH_ROWS = 250
+STOP_TIMEOUT_S = 30.0
+
+
+class ActivityProcess:
+    """The recorder in a child process, started and stopped with the alerting service."""
+
+    def __init__(self, settings: Settings, urgent: UrgentWork) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._lifeline, child_end = context.Pipe()
+        self._process = context.Process(
+            target=_run_recorder, args=(settings, urgent, child_end), name="carebed-alerting-activity", daemon=True
+        )
+        self._child_end = child_end
+
+    def start(self) -> None:
+        self._process.start()
+        self._child_end.close()
+
+    def stop(self) -> None:
+        """Closing the lifeline tells the child to flush and exit."""
+        self._lifeline.close()
+        self._process.join(STOP_TIMEOUT_S)
+        if self._process.is_alive():
+            log.error("activity process did not stop; killed", extra={"pid": self._process.pid})
+            self._process.kill()
+            self._process.join()
+
+
+def _run_recorder(settings: Settings, urgent: UrgentWork, lifeline: Connection) -> None:
+    stopping = service.start("alerting-activity", settings, None)
+    threading.Thread(target=_stop_with_parent, args=(lifeline, stopping), name="lifeline", daemon=True).start()
+    engine = make_engine(settings.sqlalchemy_url)
+    recorder = ActivityRecorder(settings, make_sessionmaker(engine), urgent)
+    recorder.start()
+    service.ready()
+    stopping.wait()
+    recorder.stop()
+    engine.dispose()
+
+
+def _stop_with_parent(lifeline: Connection, stopping: threading.Event) -> None:
+    """The parent never writes: recv returns only when its end closes, on purpose or because it died."""
+    with contextlib.suppress(EOFError):
+        lifeline.recv()
+    stopping.set()
 
 
 class ActivityRecorder:
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session], flush_s: float = 3.0) -> None:
+    def __init__(
+        self, settings: Settings, sessions: sessionmaker[Session], urgent: UrgentWork, flush_s: float = 3.0
+    ) -> None:
         self._sessions = sessions
+        self._urgent = urgent
         self._flush_s = flush_s
         self._rollup = ActivityRollup()
         self._lock = threading.Lock()
@@ -66,17 +125,28 @@ class ActivityRecorder:
                 log.exception("activity flush failed; this interval of chart data is lost")
 
     def flush(self) -> None:
-        """Short transactions, so an alert being opened never waits long for SQLite's write lock."""
+        """Short transactions, each once the alert path is quiet: an alert never waits long for SQLite's write lock."""
         with self._lock:
             buckets, seen = self._rollup.drain()
         bucket_items, seen_items = list(buckets.items()), list(seen.items())
         for start in range(0, max(len(bucket_items), len(seen_items)), FLUSH_ROWS):
-            with self._sessions.begin() as session:
+            self._urgent.wait_for_quiet()
+            with _collector_paused(), self._sessions.begin() as session:
                 _add_buckets(session, dict(bucket_items[start : start + FLUSH_ROWS]))
                 _record_seen(session, dict(seen_items[start : start + FLUSH_ROWS]))
         if buckets:
             with self._sessions.begin() as session:
                 session.execute(delete(ActivityBucket).where(ActivityBucket.start < utc_now() - RETENTION))
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No garbage-collection pause while this process holds SQLite's only write lock."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _upsert(session: Session, model: type[ActivityBucket] | type[DeviceSeen]) -> Insert:

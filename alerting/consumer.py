@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from alerting.store import IngestResult, ingest_finding
+from alerting.urgency import UrgentWork
 from carebed import topics
 from carebed.mqtt import Inbound, MqttClient, Outbound, decode
 from carebed.schemas import Finding
@@ -25,8 +26,15 @@ FINDINGS_IN = Counter("carebed_alerting_findings_total", "Findings received, by 
 class FindingConsumer:
     """The message is acknowledged to the broker only after its transaction commits."""
 
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session], on_change: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        on_change: Callable[[], None],
+        urgent: UrgentWork,
+    ) -> None:
         self._sessions = sessions
+        self._urgent = urgent
         self._tz: ZoneInfo = settings.tz
         self._time_scale = settings.escalation_time_scale
         self._on_change = on_change
@@ -34,6 +42,7 @@ class FindingConsumer:
         self.mqtt.subscribe(topics.FINDINGS_SUBSCRIPTION, self.handle)
 
     def handle(self, message: Inbound) -> Sequence[Outbound]:
+        self._urgent.note()
         finding = decode(Finding, message)
         if finding is None:
             FINDINGS_IN.labels("malformed").inc()
@@ -47,6 +56,7 @@ class FindingConsumer:
         FINDINGS_IN.labels(outcome).inc()
         log.info("finding recorded", extra={"finding_id": finding.id, "alert_id": result.alert_id, "result": outcome})
         if not result.duplicate:
+            self._urgent.note()
             self._on_change()
         return ()
 

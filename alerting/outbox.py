@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from alerting.models import Notification, NotificationStatus
 from alerting.store import LATENCY_BUCKETS, channel_ended, record_delivery
 from alerting.twilio_client import SendError, SmsSender
+from alerting.urgency import UrgentWork
 from carebed.schemas import utc_now
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,12 @@ class Dispatcher:
         sender: SmsSender,
         on_change: Callable[[], None],
         tz: ZoneInfo,
+        urgent: UrgentWork,
         public_url: str | None = None,
         poll_s: float = 1.0,
     ) -> None:
         self._sessions = sessions
+        self._urgent = urgent
         self._tz = tz
         self._public_url = public_url
         self._on_change = on_change
@@ -92,6 +95,7 @@ class Dispatcher:
             ).all()
         attempted = 0
         for notification_id in due:
+            self._urgent.note()
             if self._claim(notification_id):
                 self._send(notification_id)
                 attempted += 1
@@ -137,6 +141,7 @@ class Dispatcher:
             notification.provider_status = sent.status
             record_delivery(session, notification, status=status, sid=sent.sid, error=None, at=utc_now())
             DISPATCH_LATENCY.observe((utc_now() - notification.created_at).total_seconds())
+        self._urgent.note()
         self._on_change()
         DISPATCHED.labels(status.value).inc()
         log.info(

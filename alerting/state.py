@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from alerting.activity import ActivityRecorder
+from alerting.activity import ActivityProcess
 from alerting.consumer import FindingConsumer
 from alerting.escalator import Escalator
 from alerting.outbox import Dispatcher
 from alerting.twilio_client import SmsSender
+from alerting.urgency import UrgentWork
 from carebed import topics
 from carebed.mqtt import Outbound
 from carebed.schemas import Feedback, dump
@@ -26,17 +27,23 @@ class AppState:
     consumer: FindingConsumer = field(init=False)
     dispatcher: Dispatcher = field(init=False)
     escalator: Escalator = field(init=False)
-    activity: ActivityRecorder = field(init=False)
+    activity: ActivityProcess = field(init=False)
+    urgent: UrgentWork = field(default_factory=UrgentWork)
     version: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.dispatcher = Dispatcher(
-            self.sessions, self.sender, on_change=self.changed, tz=self.settings.tz, public_url=self.settings.public_url
+            self.sessions,
+            self.sender,
+            on_change=self.changed,
+            tz=self.settings.tz,
+            urgent=self.urgent,
+            public_url=self.settings.public_url,
         )
         self.escalator = Escalator(self.sessions, self.settings.tz, on_change=self._finding_recorded)
-        self.consumer = FindingConsumer(self.settings, self.sessions, on_change=self._finding_recorded)
-        self.activity = ActivityRecorder(self.settings, self.sessions)
+        self.consumer = FindingConsumer(self.settings, self.sessions, self._finding_recorded, self.urgent)
+        self.activity = ActivityProcess(self.settings, self.urgent)
 
     def changed(self) -> None:
         """Tell live consoles to refresh."""

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.activity import ActivityRecorder
 from alerting.models import ActivityBucket, DeviceSeen
+from alerting.urgency import UrgentWork
 from carebed import topics
 from carebed.db import make_engine, make_sessionmaker, migrate
 from carebed.mqtt import Inbound
@@ -54,12 +55,12 @@ def batch(*readings: tuple[float, dict[str, float]]) -> Inbound:
 def test_flushes_add_to_the_buckets_and_the_newest_sighting_stays(
     settings: Settings, sessions: sessionmaker[Session]
 ) -> None:
-    recorder = ActivityRecorder(settings, sessions)
+    recorder = ActivityRecorder(settings, sessions, UrgentWork())
     recorder.handle(batch((0, {"water_volume_l": 100, "battery_pct": 90}), (5, {"water_volume_l": 110})))
     recorder.flush()
     recorder.handle(batch((10, {"water_volume_l": 130})))
     recorder.flush()
-    restarted = ActivityRecorder(settings, sessions)
+    restarted = ActivityRecorder(settings, sessions, UrgentWork())
     restarted.handle(batch((2, {"water_volume_l": 104, "battery_pct": 50})))
     restarted.flush()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,7 @@ from carebed.schemas import Feedback, FeedbackKind, utc_now
 from carebed.settings import Settings
 from tests.conftest import ACCOUNT_SID, TWILIO_FROM, alerting_url, login
 from tests.support import Observer, ServiceProcess, TwilioRecorder, wait_for
-from tests.test_end_to_end import alerts_of, press_sos, start_pipeline
+from tests.test_end_to_end import alerts_of, press_sos, start_alerting, start_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -188,6 +189,29 @@ def test_the_rollup_records_usage_and_last_seen(
         if d["id"] == meter
     ]
     assert seen["battery_pct"] == 77 and seen["last_seen"] is not None
+
+
+def _running_children(pid: int) -> set[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(child) for child in children.read_text().split()} if children.exists() else set()
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit may wait for a reaper that a container lacks)."""
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_the_rollup_process_ends_when_the_alerting_service_is_killed(
+    settings: Settings, services: dict[str, ServiceProcess]
+) -> None:
+    start_alerting(services, settings)
+    process = services["alerting"].process
+    assert process is not None
+    children = _running_children(process.pid)
+    assert children, "the activity rollup runs in a child process"
+    services["alerting"].kill()
+    wait_for(lambda: not any(_running(child) for child in children), 20, "the rollup process to end with its parent")
 
 
 def _telemetry(device_id: str, payload: dict[str, object]) -> Outbound:
