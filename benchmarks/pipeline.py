@@ -358,10 +358,14 @@ def _percentiles(values: list[float], sent: int) -> dict[str, float | int | None
 
 
 def _rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (the alerting service's activity rollup is one)."""
+    total_kb = 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
+            total_kb = int(line.split()[1])
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    child_mb = sum(_rss_mb(int(child)) for child in children.read_text().split()) if children.exists() else 0.0
+    return round(total_kb / 1024 + child_mb, 1)
 
 
 def run_with_progress(bench: Bench) -> dict[str, Any]:
