@@ -47,11 +47,13 @@ class ActivityProcess:
 
     def __init__(self, settings: Settings, urgent: UrgentWork) -> None:
         context = multiprocessing.get_context("spawn")
-        self._lifeline, child_end = context.Pipe()
+        self._lifeline, self._child_end = context.Pipe()
         self._process = context.Process(
-            target=_run_recorder, args=(settings, urgent, child_end), name="carebed-alerting-activity", daemon=True
+            target=_run_recorder,
+            args=(settings, urgent, self._child_end),
+            name="carebed-alerting-activity",
+            daemon=True,
         )
-        self._child_end = child_end
 
     def start(self) -> None:
         self._process.start()

@@ -39,7 +39,7 @@ def start(service: str, settings: Settings, metrics_port: int | None) -> threadi
     """Configure logs and metrics; return an event that is set on SIGTERM or SIGINT."""
     logs.configure(service, settings.log_level)
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-    gc.callbacks.append(_time_collections(time.perf_counter))
+    gc.callbacks.append(_time_collections())
     if metrics_port is not None:
         start_http_server(metrics_port, addr=settings.http_host)
     stopping = threading.Event()
@@ -59,15 +59,15 @@ def ready() -> None:
     gc.freeze()
 
 
-def _time_collections(clock: Callable[[], float]) -> Callable[[str, dict[str, int]], None]:
+def _time_collections() -> Callable[[str, dict[str, int]], None]:
     started = 0.0
 
     def callback(phase: str, info: dict[str, int]) -> None:
         nonlocal started
         if phase == "start":
-            started = clock()
+            started = time.perf_counter()
             return
-        pause = clock() - started
+        pause = time.perf_counter() - started
         GC_PAUSES.labels(str(info["generation"])).observe(pause)
         if pause >= LONG_GC_PAUSE_S:
             log.warning(

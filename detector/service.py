@@ -144,7 +144,7 @@ def keep_full_collections_short() -> None:
     the whole process, the SOS lane included, for 1.3-1.5 s. Freezing what survives each full
     collection caps that pause at tens of milliseconds (docs/performance.md). The price: a
     reference cycle among frozen objects is never reclaimed, so the state must stay free of
-    cycles (tests/test_detector_service.py checks it).
+    cycles (tests/test_detector_contract.py checks it).
     """
     service.ready()
     gc.callbacks.append(_freeze_survivors)
