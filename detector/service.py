@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
-import pickle
 import threading
-import time
 from collections.abc import Sequence
 from datetime import timedelta
-from pathlib import Path
 
 from prometheus_client import Counter
 
@@ -18,6 +14,7 @@ from carebed import service, topics
 from carebed.mqtt import Inbound, MqttClient, Outbound, decode, decode_batch
 from carebed.schemas import Feedback, Finding, Reading, dump, utc_now
 from carebed.settings import Settings
+from detector.checkpoint import Checkpoints
 from detector.core import DetectorCore
 from detector.patterns import PatternConfig
 from detector.rules import RuleConfig
@@ -27,8 +24,9 @@ log = logging.getLogger(__name__)
 READINGS_IN = Counter("carebed_detector_readings_total", "Readings processed")
 FINDINGS_OUT = Counter("carebed_detector_findings_total", "Findings raised, by code", ["code"])
 FEEDBACK_IN = Counter("carebed_detector_feedback_total", "Operator feedback applied, by kind", ["kind"])
-CHECKPOINT_VERSION = 2
 TICK_S = 5.0
+# Past this a feedback is acknowledged anyway, and the failing checkpoints are loud in logs and metrics.
+FEEDBACK_CHECKPOINT_TIMEOUT_S = 120.0
 OLDEST_GENERATION = 2
 
 
@@ -47,39 +45,43 @@ def pattern_config(settings: Settings) -> PatternConfig:
 class Detector:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.checkpoint_path = settings.data_dir / "detector" / "state.pickle"
-        self.engine = self._restore(self.checkpoint_path) or DetectorCore(
-            rule_config(settings), pattern_config(settings)
-        )
-        self.engine.configure(rule_config(settings), pattern_config(settings))
         self._lock = threading.Lock()
-        self._checkpointed_at = time.monotonic()
+        self.checkpoints = Checkpoints(
+            settings.data_dir / "detector" / "state.pickle", settings.detector_checkpoint_s, self._lock
+        )
+        self.engine = self.checkpoints.restore() or DetectorCore(rule_config(settings), pattern_config(settings))
+        self.engine.configure(rule_config(settings), pattern_config(settings))
         self.mqtt = MqttClient(settings, client_id="carebed-detector")
         self.mqtt.subscribe(topics.READINGS, self.handle)
-        self.mqtt.subscribe(topics.FEEDBACK_SUBSCRIPTION, self.handle_feedback)
         self.events = MqttClient(settings, client_id="carebed-detector-events")
         self.events.subscribe(topics.EVENTS, self.handle)
+        # Its own lane, since each feedback waits for a checkpoint before it is acknowledged.
+        self.feedback = MqttClient(settings, client_id="carebed-detector-feedback")
+        self.feedback.subscribe(topics.FEEDBACK_SUBSCRIPTION, self.handle_feedback)
 
     def start(self) -> None:
+        self.checkpoints.start(self.engine)
         self.events.start()
+        self.feedback.start()
         self.mqtt.start()
 
     def handle(self, message: Inbound) -> Sequence[Outbound]:
         readings = decode_batch(Reading, message)
         with self._lock:
             findings = [finding for reading in readings for finding in self.engine.process(reading)]
-            self._checkpoint_if_due()
         READINGS_IN.inc(len(readings))
         return self._outbound(findings)
 
     def handle_feedback(self, message: Inbound) -> Sequence[Outbound]:
-        """Away, back and false alarms from operators; checkpointed at once, since they are rare and matter."""
+        """Away, back and false alarms from operators: rare and they matter, so each is on disk before its ack."""
         feedback = decode(Feedback, message)
         if feedback is None:
             return ()
         with self._lock:
             self.engine.apply(feedback)
-            self.checkpoint()
+            fork = self.checkpoints.request()
+        if not self.checkpoints.wait_written(fork, FEEDBACK_CHECKPOINT_TIMEOUT_S):
+            log.error("feedback applied but not yet checkpointed", extra={"feedback_id": feedback.id})
         FEEDBACK_IN.labels(feedback.kind.value).inc()
         log.info(
             "feedback", extra={"feedback_id": feedback.id, "kind": feedback.kind.value, "home_id": feedback.home_id}
@@ -90,42 +92,14 @@ class Detector:
         """Let the wall clock move event time on when every device has gone quiet."""
         with self._lock:
             findings = self.engine.advance(utc_now() - timedelta(seconds=TICK_S))
-            self._checkpoint_if_due()
         for out in self._outbound(findings):
             self.mqtt.publish(out)
 
-    def checkpoint(self) -> None:
-        """Write the state atomically: a crash mid-write leaves the previous checkpoint intact."""
-        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint_path.with_suffix(".tmp")
-        with tmp.open("wb") as f:
-            pickle.dump((CHECKPOINT_VERSION, self.engine), f, protocol=pickle.HIGHEST_PROTOCOL)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.checkpoint_path)
-        self._checkpointed_at = time.monotonic()
-
-    def _checkpoint_if_due(self) -> None:
-        if time.monotonic() - self._checkpointed_at >= self.settings.detector_checkpoint_s:
-            self.checkpoint()
-
     def stop(self) -> None:
         self.mqtt.stop()
+        self.feedback.stop()
         self.events.stop()
-        with self._lock:
-            self.checkpoint()
-
-    @staticmethod
-    def _restore(path: Path) -> DetectorCore | None:
-        if not path.exists():
-            return None
-        with path.open("rb") as f:
-            version, engine = pickle.load(f)
-        if version != CHECKPOINT_VERSION or not isinstance(engine, DetectorCore):
-            log.warning("checkpoint of another version ignored", extra={"path": str(path)})
-            return None
-        log.info("state restored", extra={"devices": len(engine.rules.devices), "homes": len(engine.patterns.homes)})
-        return engine
+        self.checkpoints.stop_and_write()
 
     @staticmethod
     def _outbound(findings: list[Finding]) -> list[Outbound]:

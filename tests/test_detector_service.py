@@ -1,11 +1,15 @@
-"""The detector service against a real Mosquitto: operator feedback applied, learning kept across a restart."""
+"""The detector service against a real Mosquitto: operator feedback applied, learning kept across a restart,
+checkpoints written by a forked child while the service goes on."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 
 from carebed import topics
 from carebed.mqtt import MqttClient, Outbound
@@ -21,6 +25,7 @@ from carebed.schemas import (
 )
 from carebed.settings import Settings
 from carebed.topics import DeviceChannel
+from detector.checkpoint import Checkpoints
 from detector.service import Detector
 from tests.support import Observer, wait_for
 
@@ -92,3 +97,62 @@ def test_away_feedback_over_the_broker_suppresses_welfare_findings_and_survives_
     assert homes["home-away"].away_until == until
     assert bytes(homes["home-here"].any.counts) == learned
     assert homes["home-here"].silence_alerted, "the restored detector does not raise the same silence twice"
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def restored_homes(settings: Settings) -> set[str]:
+    """The homes in the checkpoint on disk now, read as a restarted detector would."""
+    checkpoints = Checkpoints(settings.data_dir / "detector" / "state.pickle", 1.0, threading.Lock())
+    engine = checkpoints.restore()
+    return set(engine.patterns.homes) if engine else set()
+
+
+class SlowToPickle:
+    """Part of a state that takes a second to pickle, as 10k homes' state does."""
+
+    def __reduce__(self) -> tuple[type[SlowToPickle], tuple[()]]:
+        time.sleep(1.0)
+        return (SlowToPickle, ())
+
+
+def test_feedback_is_on_disk_before_it_is_acknowledged(
+    settings: Settings, detector: Detector, device: MqttClient
+) -> None:
+    """Read while the detector still runs: what a SIGKILL at this moment would leave for the next start."""
+    detector.engine.slow_to_pickle = SlowToPickle()  # type: ignore[attr-defined]
+    applied = metric("carebed_detector_feedback_total", kind="back")
+    device.publish(
+        Outbound(
+            topics.feedback("home-back"), dump(Feedback(id="fb-2", home_id="home-back", kind=FeedbackKind.BACK, ts=T0))
+        )
+    )
+    wait_for(
+        lambda: metric("carebed_detector_feedback_total", kind="back") > applied, 30, "the feedback to be acknowledged"
+    )
+    assert "home-back" in restored_homes(settings)
+
+
+def test_periodic_checkpoints_come_from_a_child_and_a_failed_one_is_counted_and_retried(
+    settings: Settings, device: MqttClient
+) -> None:
+    failures = metric("carebed_detector_checkpoint_failures_total")
+    written = metric("carebed_detector_checkpoint_seconds_count")
+    detector = Detector(settings.model_copy(update={"detector_checkpoint_s": 0.2}))
+    state = settings.data_dir / "detector" / "state.pickle"
+    state.mkdir(parents=True)  # a directory where the file goes: every write fails at its rename
+    detector.start()
+    try:
+        for reading in day_then_silence("home-periodic")[:10]:
+            device.publish(Outbound(topics.READINGS, dump(reading), batched=True))
+        wait_for(lambda: "home-periodic" in detector.engine.patterns.homes, 30, "the readings to be processed")
+        wait_for(lambda: metric("carebed_detector_checkpoint_failures_total") > failures, 30, "a failed checkpoint")
+        assert metric("carebed_detector_checkpoint_seconds_count") == written
+        state.rmdir()
+        wait_for(lambda: "home-periodic" in restored_homes(settings), 30, "a checkpoint after the failure")
+        assert metric("carebed_detector_checkpoint_seconds_count") > written, "written by a child, while running"
+        assert not list(state.parent.glob("*.tmp")), "no half-written file left behind"
+    finally:
+        detector.stop()
