@@ -29,3 +29,4 @@ def test_a_short_bench_reports_consistent_figures() -> None:
     assert set(figures["rss_mb"]) == {"alerting", "gateway", "detector", "mosquitto"}
     assert all(mb > 1 for mb in figures["rss_mb"].values())
     assert figures["detector_bytes_per_home"] > 0
+    assert figures["detector_checkpoints"]["failed"] == 0
