@@ -43,8 +43,13 @@ from carebed.topics import DeviceChannel
 from simulators.homes import build_registry
 
 ACCOUNT_SID = "AC" + "0" * 32
-# p99 of n presses is read near the top two values; 200 keeps one stray press from setting it alone.
+# p99 of n presses is read near the top two values; many presses keep one stray from setting it.
 SOS_SAMPLES = 200
+# Presses this far apart each meet the pipeline as a lone SOS would: past the activity rollup's
+# quiet time (alerting/urgency.py), not in the wake of the press before.
+SOS_SPACING_S = 0.5
+# Presses under load fall in this part of it, away from its start and its end.
+LOAD_WINDOW = (0.1, 0.9)
 DRAIN_TIMEOUT_S = 120.0
 
 
@@ -119,7 +124,9 @@ class Bench:
             "CAREBED_TWILIO_FROM": "+15005550006",
             "CAREBED_TWILIO_API_BASE": sink.url,
         }
-        samples = min(SOS_SAMPLES, (self.homes - 1) // 2)  # the last home is the warm-up's
+        window_s = self.duration_s * (LOAD_WINDOW[1] - LOAD_WINDOW[0])
+        # The last home is the warm-up's; each press is a home of its own.
+        samples = max(1, min(SOS_SAMPLES, (self.homes - 1) // 2, int(window_s / SOS_SPACING_S)))
         try:
             self.on_phase("ceiling: bare subscriber")
             bare = self._ceiling()
@@ -127,7 +134,7 @@ class Bench:
                 self.on_phase("waiting for the services' subscriptions")
                 self._warm_up(sink)
                 self.on_phase("idle SOS latency")
-                idle = self._sos_latencies(sink, range(0, samples), spacing_s=0.1)
+                idle = self._sos_latencies(sink, range(0, samples), spacing_s=SOS_SPACING_S)
                 self.on_phase("pipeline under load")
                 with self._profiling(services):
                     pipeline, load = self._pipeline(sink, range(samples, 2 * samples))
@@ -234,11 +241,11 @@ class Bench:
     def _pipeline(self, sink: TwilioSink, sos_homes: range) -> tuple[dict[str, float], list[float]]:
         watch = CounterWatch(self._processed)
         load = self._simulate()
-        # The load begins once the simulator has drawn its homes' weeks (minutes for 100k homes);
-        # presses spread over the middle half of the load.
+        # The load begins once the simulator has drawn its homes' weeks (minutes for 100k homes).
         watch.wait_for(1, DRAIN_TIMEOUT_S * 5)
-        time.sleep(self.duration_s / 4)
-        during = self._sos_latencies(sink, sos_homes, spacing_s=self.duration_s / (2 * max(len(sos_homes), 1)))
+        time.sleep(self.duration_s * LOAD_WINDOW[0])
+        window_s = self.duration_s * (LOAD_WINDOW[1] - LOAD_WINDOW[0])
+        during = self._sos_latencies(sink, sos_homes, spacing_s=window_s / max(len(sos_homes), 1))
         published = json.loads(load.communicate()[0])["published"] + len(sos_homes)
         watch.wait_for(published, DRAIN_TIMEOUT_S)
         watch.stop()

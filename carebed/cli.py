@@ -402,7 +402,11 @@ def asyncapi() -> None:
     "--speed", type=click.FloatRange(min=1), default=60.0, show_default=True, help="Simulated seconds per second."
 )
 @click.option(
-    "--duration", type=click.FloatRange(min=1), default=30.0, show_default=True, help="Seconds of load per phase."
+    "--duration",
+    type=click.FloatRange(min=1),
+    default=30.0,
+    show_default=True,
+    help="Seconds of load per phase. SOS presses come half a second apart: 125 s holds all 200.",
 )
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Keep the run's files here.")
 @click.option(

@@ -23,9 +23,9 @@ def test_a_short_bench_reports_consistent_figures() -> None:
     assert figures["published"] > 10 and figures["lost"] == 0 and figures["bare_lost"] == 0
     assert figures["bare_msgs_per_s"] > 0 and figures["pipeline_msgs_per_s"] > 0
     assert figures["ratio"] == pytest.approx(figures["pipeline_msgs_per_s"] / figures["bare_msgs_per_s"], rel=0.01)
-    for phase in ("idle", "load"):
+    for phase in ("idle", "load"):  # 3 s of load holds four presses half a second apart
         latency = figures["sos_latency_ms"][phase]
-        assert (latency["n"], latency["missing"]) == (9, 0) and 0 < latency["p50"] <= latency["p99"]
+        assert (latency["n"], latency["missing"]) == (4, 0) and 0 < latency["p50"] <= latency["p99"]
     assert set(figures["rss_mb"]) == {"alerting", "gateway", "detector", "mosquitto"}
     assert all(mb > 1 for mb in figures["rss_mb"].values())
     assert figures["detector_bytes_per_home"] > 0
