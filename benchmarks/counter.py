@@ -33,7 +33,8 @@ def main() -> None:
     settings = get_settings()
     stopping = service.start("counter", settings, None)
     counter = Counter()
-    client = MqttClient(settings, client_id="carebed-bench-counter")
+    # No session left behind: the broker would queue every later device message for it.
+    client = MqttClient(settings, client_id="carebed-bench-counter", persistent=False)
     client.subscribe(topics.DEVICE_SUBSCRIPTION, counter.handle)
     client.start()
     while not stopping.wait(0.5):
