@@ -31,6 +31,7 @@ from urllib.parse import parse_qs
 
 import httpx
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from twilio.request_validator import RequestValidator
 
 from carebed import topics
 from carebed.broker import Mosquitto, free_port, wait_for_port
@@ -171,7 +172,7 @@ class Bench:
         logs = self.folder / "logs"
         logs.mkdir(exist_ok=True)
         for name in ("alerting", "gateway", "detector"):
-            env = {**self.env, "CAREBED_HTTP_PORT": str(http)}
+            env = {**self.env, "CAREBED_HTTP_PORT": str(http), "CAREBED_PUBLIC_URL": f"http://127.0.0.1:{http}"}
             if name in ports:
                 env["CAREBED_METRICS_PORT"] = str(ports[name])
             with (logs / f"{name}.log").open("wb") as log:
@@ -179,6 +180,7 @@ class Bench:
                     [sys.executable, "-m", "carebed", name], env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL
                 )
         self.metrics_ports = ports
+        self.public_url = f"http://127.0.0.1:{http}"
         try:
             wait_for_port(http, 60, services["alerting"])
             for name, port in ports.items():
@@ -301,22 +303,42 @@ class Bench:
         return float(line.split()[1])
 
     def _sos_latencies(self, sink: TwilioSink, homes: range, spacing_s: float) -> list[float]:
-        """Milliseconds from an SOS publish to Twilio receiving the SMS request, for each home in turn."""
+        """Milliseconds from an SOS publish to Twilio receiving the SMS request, for each home in turn.
+
+        Halfway to the next press the responder accepts by SMS reply, as one would: unanswered,
+        every alert would escalate a minute later, in the middle of the presses that follow.
+        """
         client = MqttClient(self.settings, client_id=f"carebed-bench-sos-{homes.start}", persistent=False)
         client.start()
         sent: dict[str, float] = {}
+        unanswered: list[str] = []
         try:
             for n in homes:
+                phone = self.phones[n]
                 payload = json.dumps({"ts": utc_now().isoformat(), "event": "sos"}).encode()
-                sent[self.phones[n]] = time.time()
+                sent[phone] = time.time()
                 client.publish(Outbound(topics.device(self.wearables[n], DeviceChannel.EVENT), payload))
-                time.sleep(spacing_s)
+                time.sleep(spacing_s / 2)
+                if phone in sink.arrivals:
+                    self._accept(phone)
+                else:
+                    unanswered.append(phone)
+                time.sleep(spacing_s / 2)
             deadline = time.monotonic() + DRAIN_TIMEOUT_S
             while not all(p in sink.arrivals for p in sent) and time.monotonic() < deadline:
                 time.sleep(0.05)
+            for phone in unanswered:
+                self._accept(phone)
         finally:
             client.stop()
         return [(sink.arrivals[p] - t) * 1000 for p, t in sent.items() if p in sink.arrivals]
+
+    def _accept(self, phone: str) -> None:
+        """The responder's SMS reply "1", through the signed webhook Twilio would call."""
+        url = f"{self.public_url}/twilio/sms"
+        form = {"From": phone, "Body": "1", "AccountSid": ACCOUNT_SID}
+        signature = RequestValidator(self.env["TWILIO_AUTH_TOKEN"]).compute_signature(url, form)
+        httpx.post(url, data=form, headers={"X-Twilio-Signature": signature}, timeout=30).raise_for_status()
 
 
 class CounterWatch:
