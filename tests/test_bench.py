@@ -30,3 +30,13 @@ def test_a_short_bench_reports_consistent_figures() -> None:
     assert all(mb > 1 for mb in figures["rss_mb"].values())
     assert figures["detector_bytes_per_home"] > 0
     assert figures["detector_checkpoints"]["failed"] == 0
+
+
+def test_the_checkpoint_benchmark_writes_the_state_both_ways() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.checkpoint", "--homes", "50"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout)
+    assert figures["homes"] == 50 and figures["bytes_per_home"] > 1000
+    assert figures["in_process_s"] >= 0 and figures["child_s"] >= 0 and figures["fork_ms"] > 0

@@ -1,0 +1,80 @@
+"""What a detector checkpoint costs at N homes: pickled by the service itself, or by a forked child.
+
+`python -m benchmarks.checkpoint --homes 100000` builds N homes' state from three rounds of
+readings (wearable, water meter, gas sensor), then writes it both ways and prints one JSON
+object: seconds to write in-process (what the detector used to stop for), milliseconds the
+detector stops to fork, seconds the child takes, and bytes per home.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from prometheus_client import REGISTRY
+
+from carebed.schemas import DeviceKind, Reading
+from carebed.settings import Settings
+from carebed.topics import DeviceChannel
+from detector.checkpoint import Checkpoints, write_checkpoint
+from detector.core import DetectorCore
+from detector.service import keep_full_collections_short, pattern_config, rule_config
+
+START = datetime(2026, 11, 1, tzinfo=UTC)
+ROUNDS = 3
+
+
+def build_state(homes: int) -> DetectorCore:
+    settings = Settings()
+    core = DetectorCore(rule_config(settings), pattern_config(settings))
+    for minute in range(ROUNDS):
+        for n in range(homes):
+            ts = START + timedelta(minutes=minute, seconds=n * 60 / homes)
+            common = {"home_id": f"home-{n}", "channel": DeviceChannel.TELEMETRY, "ts": ts, "received_at": ts}
+            for kind, values in (
+                (DeviceKind.WEARABLE, {"steps": 10 * minute, "heart_rate_bpm": 70.0, "worn": True}),
+                (DeviceKind.WATER_METER, {"water_volume_l": 100.0 + minute, "water_flow_l_min": 1.0}),
+                (DeviceKind.GAS_SENSOR, {"gas_volume_m3": 10 + minute / 100, "ch4_lel_pct": 0.5, "co_ppm": 1.0}),
+            ):
+                core.process(Reading(device_id=f"home-{n}-{kind.value}", device_kind=kind, **common, **values))
+    return core
+
+
+def measure(homes: int, folder: Path) -> dict[str, float | int]:
+    core = build_state(homes)
+    keep_full_collections_short()  # as the service does once it is up
+    path = folder / "state.pickle"
+    started = time.perf_counter()
+    write_checkpoint(path, core)
+    in_process_s = time.perf_counter() - started
+    checkpoints = Checkpoints(path, every_s=3600, state_lock=threading.Lock())
+    checkpoints.start(core)
+    started = time.perf_counter()
+    if not checkpoints.wait_written(checkpoints.request(), timeout_s=600):
+        raise RuntimeError("the child did not write the checkpoint")
+    child_s = time.perf_counter() - started
+    fork_s = REGISTRY.get_sample_value("carebed_detector_checkpoint_fork_seconds_sum") or 0.0
+    return {
+        "homes": homes,
+        "in_process_s": round(in_process_s, 2),
+        "fork_ms": round(fork_s * 1000, 1),
+        "child_s": round(child_s, 2),
+        "bytes_per_home": round(path.stat().st_size / homes),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--homes", type=int, default=10_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="carebed-checkpoint-") as folder:
+        print(json.dumps(measure(args.homes, Path(folder))))
+
+
+if __name__ == "__main__":
+    main()
