@@ -125,9 +125,8 @@ class Bench:
             "CAREBED_TWILIO_FROM": "+15005550006",
             "CAREBED_TWILIO_API_BASE": sink.url,
         }
-        window_s = self.duration_s * (LOAD_WINDOW[1] - LOAD_WINDOW[0])
         # The last home is the warm-up's; each press is a home of its own.
-        samples = max(1, min(SOS_SAMPLES, (self.homes - 1) // 2, int(window_s / SOS_SPACING_S)))
+        samples = max(1, min(SOS_SAMPLES, (self.homes - 1) // 2, int(self._press_window_s / SOS_SPACING_S)))
         try:
             self.on_phase("ceiling: bare subscriber")
             bare = self._ceiling()
@@ -163,6 +162,11 @@ class Bench:
             "detector_bytes_per_home": round(state.stat().st_size / self.homes) if state.exists() else None,
             "detector_checkpoints": checkpoints,
         }
+
+    @property
+    def _press_window_s(self) -> float:
+        """The part of the load in which presses fall."""
+        return self.duration_s * (LOAD_WINDOW[1] - LOAD_WINDOW[0])
 
     @contextmanager
     def _services(self) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
@@ -246,8 +250,7 @@ class Bench:
         # The load begins once the simulator has drawn its homes' weeks (minutes for 100k homes).
         watch.wait_for(1, DRAIN_TIMEOUT_S * 5)
         time.sleep(self.duration_s * LOAD_WINDOW[0])
-        window_s = self.duration_s * (LOAD_WINDOW[1] - LOAD_WINDOW[0])
-        during = self._sos_latencies(sink, sos_homes, spacing_s=window_s / max(len(sos_homes), 1))
+        during = self._sos_latencies(sink, sos_homes, spacing_s=self._press_window_s / max(len(sos_homes), 1))
         published = json.loads(load.communicate()[0])["published"] + len(sos_homes)
         watch.wait_for(published, DRAIN_TIMEOUT_S)
         watch.stop()
