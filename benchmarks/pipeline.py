@@ -31,6 +31,7 @@ from urllib.parse import parse_qs
 
 import httpx
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from sqlalchemy import make_url
 from twilio.request_validator import RequestValidator
 
 from carebed import topics
@@ -149,6 +150,7 @@ class Bench:
         ratio = pipeline["rate"] / bare["rate"] if bare["rate"] else 0.0
         return {
             "homes": self.homes,
+            "database": make_url(database).get_backend_name(),
             "speed": self.speed,
             "duration_s": self.duration_s,
             "published": pipeline["published"],

@@ -416,7 +416,13 @@ def asyncapi() -> None:
 )
 @click.option(
     "--database-url",
-    help="An empty database to use, say a PostgreSQL one (SQLAlchemy URL); default: SQLite in the bench folder.",
+    help="An empty database to use (SQLAlchemy URL); default: SQLite in the bench folder.",
+)
+@click.option(
+    "--postgres",
+    is_flag=True,
+    help="Run on a private PostgreSQL server with its default settings, started for the run "
+    "(needs apt-get install postgresql and pip install -e '.[postgres]').",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the figures.")
 def bench(
@@ -426,13 +432,22 @@ def bench(
     data_dir: Path | None,
     profile: Path | None,
     database_url: str | None,
+    postgres: bool,
     as_json: bool,
 ) -> None:
     """Measure throughput, SOS latency and memory of the pipeline on this machine (loopback only)."""
     import tempfile
+    from contextlib import ExitStack
 
     from benchmarks.pipeline import Bench, run_with_progress
 
-    with tempfile.TemporaryDirectory(prefix="carebed-bench-") as tmp:
-        result = run_with_progress(Bench(homes, speed, duration, data_dir or Path(tmp), profile, database_url))
+    if postgres and database_url:
+        raise click.UsageError("--postgres starts its own server; leave out --database-url")
+    with ExitStack() as stack:
+        if postgres:
+            from carebed.postgres import create_database, postgres_server
+
+            database_url = create_database(stack.enter_context(postgres_server()), "carebed")
+        folder = data_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="carebed-bench-")))
+        result = run_with_progress(Bench(homes, speed, duration, folder, profile, database_url))
     click.echo(json.dumps(result, indent=None if as_json else 2))

@@ -16,10 +16,10 @@ from alerting.auth import Role, create_user
 from carebed.broker import Mosquitto, free_port, wait_for_port
 from carebed.db import make_engine, make_sessionmaker, migrate
 from carebed.mqtt import MqttClient
+from carebed.postgres import create_database, postgres_server
 from carebed.registry import RegistryFile, import_registry
 from carebed.settings import Settings
 from simulators.homes import build_registry
-from tests.postgres import create_database, postgres_server
 from tests.support import ServiceProcess, TwilioRecorder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +78,7 @@ def database(settings: Settings, registry: RegistryFile) -> str:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[str]:
-    with postgres_server() as url:
+    with postgres_server(durable=False) as url:
         yield url
 
 

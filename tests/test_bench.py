@@ -11,15 +11,18 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def test_a_short_bench_reports_consistent_figures() -> None:
+@pytest.mark.parametrize(("database", "options"), [("sqlite", []), ("postgresql", ["--postgres"])])
+def test_a_short_bench_reports_consistent_figures(database: str, options: list[str]) -> None:
+    short = ["--homes", "20", "--speed", "120", "--duration", "3", "--json"]
     result = subprocess.run(
-        [sys.executable, "-m", "carebed", "bench", "--homes", "20", "--speed", "120", "--duration", "3", "--json"],
+        [sys.executable, "-m", "carebed", "bench", *short, *options],
         capture_output=True,
         text=True,
         timeout=240,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["database"] == database
     assert figures["published"] > 10 and figures["lost"] == 0 and figures["bare_lost"] == 0
     assert figures["bare_msgs_per_s"] > 0 and figures["pipeline_msgs_per_s"] > 0
     assert figures["ratio"] == pytest.approx(figures["pipeline_msgs_per_s"] / figures["bare_msgs_per_s"], rel=0.01)

@@ -1,4 +1,4 @@
-"""A private PostgreSQL server for the tests: own folder, free loopback port, never the system service."""
+"""A private PostgreSQL server for the tests and the benchmarks: own folder, free loopback port, not the system one."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
+from sqlalchemy import create_engine, text
 
 from carebed.broker import free_port
 
@@ -24,10 +24,15 @@ def _run_as_postgres(command: list[str]) -> None:
 
 
 @contextmanager
-def postgres_server() -> Iterator[str]:
-    """Yield a SQLAlchemy URL prefix, ``postgresql+psycopg://app@127.0.0.1:PORT/``."""
+def postgres_server(durable: bool = True) -> Iterator[str]:
+    """Yield a SQLAlchemy URL prefix, ``postgresql+psycopg://app@127.0.0.1:PORT/``.
+
+    ``durable`` keeps PostgreSQL's own defaults, as a deployment would; the tests turn fsync off
+    because they never outlive a crash of the machine.
+    """
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    assert candidates, "PostgreSQL is not installed (apt-get install postgresql)"
+    if not candidates:
+        raise FileNotFoundError("PostgreSQL is not installed (apt-get install postgresql)")
     bindir = Path(candidates[-1]).parent
     folder = Path(tempfile.mkdtemp(prefix="carebed-pg-"))
     folder.chmod(0o755)
@@ -36,7 +41,7 @@ def postgres_server() -> Iterator[str]:
     port = free_port()
     data = folder / "data"
     _run_as_postgres([str(bindir / "initdb"), "-D", str(data), "-U", "app", "--auth=trust", "-E", "UTF8"])
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1" + ("" if durable else " -c fsync=off")
     _run_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"])
     try:
         yield f"postgresql+psycopg://app@127.0.0.1:{port}/"
@@ -47,7 +52,10 @@ def postgres_server() -> Iterator[str]:
 
 def create_database(server_url: str, name: str) -> str:
     """A fresh database on the server; returns its SQLAlchemy URL."""
-    dsn = server_url.replace("postgresql+psycopg://", "postgresql://") + "postgres"
-    with psycopg.connect(dsn, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
+    engine = create_engine(server_url + "postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
     return server_url + name
