@@ -24,16 +24,19 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from sqlalchemy import make_url
+from sqlalchemy import make_url, select
 from twilio.request_validator import RequestValidator
 
+from alerting.models import Alert, FindingRecord, Notification
 from carebed import topics
 from carebed.broker import Mosquitto, free_port, wait_for_port
 from carebed.db import make_engine, make_sessionmaker, migrate
@@ -53,6 +56,10 @@ SOS_SPACING_S = 0.5
 # Presses under load fall in this part of it, away from its start and its end.
 LOAD_WINDOW = (0.1, 0.9)
 DRAIN_TIMEOUT_S = 120.0
+# An SOS's way to Twilio, each stage named after where it ends: the gateway's receipt; the alert
+# opened in the alerting service (detector, MQTT and the consumer); the outbox's claim of its SMS
+# (the alert's commit, the outbox waking, its claim); the SMS request reaching Twilio.
+SOS_STAGES = ("gateway", "alert", "claim", "twilio")
 
 
 @dataclass
@@ -97,9 +104,11 @@ class Bench:
     database_url: str | None = None
     on_phase: Callable[[str], None] = lambda _: None
     env: dict[str, str] = field(init=False)
+    waits: RunQueueWait = field(init=False)
 
     def run(self) -> dict[str, Any]:
         registry = build_registry(self.homes, seed=1)
+        self.home_ids = [h.id for h in registry.homes]
         self.phones = [h.responders[0].phone for h in registry.homes]
         self.wearables = [next(d.id for d in h.devices if d.kind is DeviceKind.WEARABLE) for h in registry.homes]
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -134,8 +143,11 @@ class Bench:
             with self._services() as services:
                 self.on_phase("waiting for the services' subscriptions")
                 self._warm_up(sink)
+                assert broker.process is not None
+                self.waits = RunQueueWait({**{n: p.pid for n, p in services.items()}, "mosquitto": broker.process.pid})
                 self.on_phase("idle SOS latency")
-                idle = self._sos_latencies(sink, range(0, samples), spacing_s=SOS_SPACING_S)
+                with self.waits.measure("idle"):
+                    idle = self._sos_latencies(sink, range(0, samples), spacing_s=SOS_SPACING_S)
                 self.on_phase("pipeline under load")
                 with self._profiling(services):
                     pipeline, load = self._pipeline(sink, range(samples, 2 * samples))
@@ -143,6 +155,10 @@ class Bench:
                 rss = {name: _memory_mb(proc.pid) for name, proc in services.items()}
                 rss["mosquitto"] = _memory_mb(broker.process.pid) if broker.process else 0.0
                 checkpoints = self._checkpoints()
+            stages = {
+                "idle": _stage_summary(self._stages(database, sink, range(0, samples))),
+                "load": _stage_summary(self._stages(database, sink, range(samples, 2 * samples))),
+            }
         finally:
             broker.stop()
             sink.close()
@@ -160,6 +176,8 @@ class Bench:
             "lost": pipeline["published"] - pipeline["processed"],
             "bare_lost": bare["published"] - bare["received"],
             "sos_latency_ms": {"idle": _percentiles(idle, samples), "load": _percentiles(load, samples)},
+            "sos_stages_ms": stages,
+            "run_queue_wait_us": self.waits.mean_us,
             "rss_mb": rss,
             "detector_bytes_per_home": round(state.stat().st_size / self.homes) if state.exists() else None,
             "detector_checkpoints": checkpoints,
@@ -252,7 +270,8 @@ class Bench:
         # The load begins once the simulator has drawn its homes' weeks (minutes for 100k homes).
         watch.wait_for(1, DRAIN_TIMEOUT_S * 5)
         time.sleep(self.duration_s * LOAD_WINDOW[0])
-        during = self._sos_latencies(sink, sos_homes, spacing_s=self._press_window_s / max(len(sos_homes), 1))
+        with self.waits.measure("load"):
+            during = self._sos_latencies(sink, sos_homes, spacing_s=self._press_window_s / max(len(sos_homes), 1))
         published = json.loads(load.communicate()[0])["published"] + len(sos_homes)
         watch.wait_for(published, DRAIN_TIMEOUT_S)
         watch.stop()
@@ -302,6 +321,37 @@ class Bench:
             else None,
         }
 
+    def _stages(self, database: str, sink: TwilioSink, homes: range) -> list[dict[str, float]]:
+        """Where each press's time went, from the times the pipeline stored along the way: the
+        gateway's receipt (in the finding), the alert's creation, the outbox's claim of its first SMS."""
+        phones = {self.home_ids[n]: self.phones[n] for n in homes}
+        engine = make_engine(database)
+        try:
+            with make_sessionmaker(engine)() as session:
+                rows = session.execute(
+                    select(Alert.home_id, FindingRecord.ts, FindingRecord.body, Alert.created_at, Notification)
+                    .join(FindingRecord, FindingRecord.alert_id == Alert.id)
+                    .join(Notification, Notification.alert_id == Alert.id)
+                    .where(Alert.code == "sos", Alert.home_id.in_(phones), Notification.channel == "sms")
+                ).all()
+                claims: dict[str, tuple[datetime, datetime, datetime, datetime]] = {}
+                for home_id, ts, body, created_at, notification in rows:
+                    claimed = notification.claimed_at
+                    if notification.recipient != phones[home_id] or claimed is None:
+                        continue
+                    if home_id not in claims or claimed < claims[home_id][3]:
+                        claims[home_id] = (ts, datetime.fromisoformat(body["received_at"]), created_at, claimed)
+        finally:
+            engine.dispose()
+        presses = []
+        for home_id, (ts, received, created, claimed) in claims.items():
+            arrival = sink.arrivals.get(phones[home_id])
+            if arrival is None:
+                continue
+            times = [ts.timestamp(), received.timestamp(), created.timestamp(), claimed.timestamp(), arrival]
+            presses.append({stage: (b - a) * 1000 for stage, (a, b) in zip(SOS_STAGES, pairwise(times), strict=True)})
+        return presses
+
     def _detector_metric(self, name: str) -> float:
         text = httpx.get(f"http://127.0.0.1:{self.metrics_ports['detector']}/metrics", timeout=5).text
         line = next(x for x in text.splitlines() if x.startswith(f"{name} "))
@@ -344,6 +394,43 @@ class Bench:
         form = {"From": phone, "Body": "1", "AccountSid": ACCOUNT_SID}
         signature = RequestValidator(self.env["TWILIO_AUTH_TOKEN"]).compute_signature(url, form)
         httpx.post(url, data=form, headers={"X-Twilio-Signature": signature}, timeout=30).raise_for_status()
+
+
+class RunQueueWait:
+    """How long the processes on an SOS's way waited for a core each time they were ready to run.
+
+    From the kernel's schedstat per thread: time spent runnable but not running, and the number
+    of times it was given a core. Two cores shared by six busy processes show up here first.
+    """
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self._pids = pids
+        self.mean_us: dict[str, dict[str, float | None]] = {}
+
+    @contextmanager
+    def measure(self, phase: str) -> Iterator[None]:
+        """Mean microseconds waited per time slice, per process, over the block."""
+        before = {name: _thread_schedstats(pid) for name, pid in self._pids.items()}
+        yield
+        self.mean_us[phase] = {}
+        for name, pid in self._pids.items():
+            after = _thread_schedstats(pid)
+            common = after.keys() & before[name].keys()
+            waited = sum(after[t][0] - before[name][t][0] for t in common)
+            slices = sum(after[t][1] - before[name][t][1] for t in common)
+            self.mean_us[phase][name] = round(waited / slices / 1000, 1) if slices else None
+
+
+def _thread_schedstats(pid: int) -> dict[int, tuple[int, int]]:
+    """Per thread of the process: (nanoseconds waited on a run queue, time slices run)."""
+    stats = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            _, waited, slices = (int(x) for x in (task / "schedstat").read_text().split())
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        stats[int(task.name)] = (waited, slices)
+    return stats
 
 
 class CounterWatch:
@@ -412,6 +499,22 @@ def _percentiles(values: list[float], sent: int) -> dict[str, float | int | None
         return {"p50": only, "p99": only, **counts}
     cuts = statistics.quantiles(values, n=100, method="inclusive")
     return {"p50": round(cuts[49], 1), "p99": round(cuts[98], 1), **counts}
+
+
+def _stage_summary(presses: list[dict[str, float]]) -> dict[str, Any]:
+    """Each stage's p50 and p99, and the stages of the two slowest presses: those set the p99."""
+    if not presses:
+        return {}
+    slowest = sorted(presses, key=lambda press: sum(press.values()), reverse=True)[:2]
+    return {
+        **{
+            cut: {stage: _percentiles([press[stage] for press in presses], len(presses))[cut] for stage in SOS_STAGES}
+            for cut in ("p50", "p99")
+        },
+        "slowest": [
+            {"total": round(sum(press.values()), 1)} | {k: round(v, 1) for k, v in press.items()} for press in slowest
+        ],
+    }
 
 
 def _memory_mb(pid: int) -> float:

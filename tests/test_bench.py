@@ -29,6 +29,17 @@ def test_a_short_bench_reports_consistent_figures(database: str, options: list[s
     for phase in ("idle", "load"):  # 3 s of load holds four presses half a second apart
         latency = figures["sos_latency_ms"][phase]
         assert (latency["n"], latency["missing"]) == (4, 0) and 0 < latency["p50"] <= latency["p99"]
+        # The stages run from the press's own timestamp, taken just before its publish time.
+        stages = figures["sos_stages_ms"][phase]
+        assert set(stages["p50"]) == {"gateway", "alert", "claim", "twilio"}
+        assert all(ms >= 0 for ms in stages["p50"].values())
+        slowest = stages["slowest"][0]
+        assert slowest["total"] >= latency["p99"] - 0.1
+        assert slowest["total"] == pytest.approx(sum(slowest[s] for s in stages["p50"]), abs=0.3)
+        # Every process on the SOS's way ran during the presses, so each has a mean wait.
+        waits = figures["run_queue_wait_us"][phase]
+        assert set(waits) == {"alerting", "gateway", "detector", "mosquitto"}
+        assert all(us is not None and us >= 0 for us in waits.values())
     assert set(figures["rss_mb"]) == {"alerting", "gateway", "detector", "mosquitto"}
     assert all(mb > 1 for mb in figures["rss_mb"].values())
     assert figures["detector_bytes_per_home"] > 0
