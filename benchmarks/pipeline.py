@@ -104,7 +104,8 @@ class Bench:
     database_url: str | None = None
     on_phase: Callable[[str], None] = lambda _: None
     env: dict[str, str] = field(init=False)
-    waits: RunQueueWait = field(init=False)
+    scheduler: SchedulerStats = field(init=False)
+    http: httpx.Client = field(init=False)
 
     def run(self) -> dict[str, Any]:
         registry = build_registry(self.homes, seed=1)
@@ -114,6 +115,9 @@ class Bench:
         self.folder.mkdir(parents=True, exist_ok=True)
         broker = Mosquitto(self.folder / "mosquitto", free_port())
         sink = TwilioSink()
+        # One client for the whole run: a new one per request builds a TLS context each time,
+        # which at ten metric reads a second made the bench a busy process of its own.
+        self.http = httpx.Client(timeout=30)
         database = self.database_url or f"sqlite:///{self.folder / 'carebed.db'}"
         migrate(database)
         engine = make_engine(database)
@@ -144,9 +148,11 @@ class Bench:
                 self.on_phase("waiting for the services' subscriptions")
                 self._warm_up(sink)
                 assert broker.process is not None
-                self.waits = RunQueueWait({**{n: p.pid for n, p in services.items()}, "mosquitto": broker.process.pid})
+                self.scheduler = SchedulerStats(
+                    {**{n: p.pid for n, p in services.items()}, "mosquitto": broker.process.pid, "bench": os.getpid()}
+                )
                 self.on_phase("idle SOS latency")
-                with self.waits.measure("idle"):
+                with self.scheduler.measure("idle"):
                     idle = self._sos_latencies(sink, range(0, samples), spacing_s=SOS_SPACING_S)
                 self.on_phase("pipeline under load")
                 with self._profiling(services):
@@ -161,6 +167,7 @@ class Bench:
             }
         finally:
             broker.stop()
+            self.http.close()
             sink.close()
         state = self.folder / "detector" / "state.pickle"
         ratio = pipeline["rate"] / bare["rate"] if bare["rate"] else 0.0
@@ -177,7 +184,7 @@ class Bench:
             "bare_lost": bare["published"] - bare["received"],
             "sos_latency_ms": {"idle": _percentiles(idle, samples), "load": _percentiles(load, samples)},
             "sos_stages_ms": stages,
-            "run_queue_wait_us": self.waits.mean_us,
+            "scheduler": self.scheduler.phases,
             "rss_mb": rss,
             "detector_bytes_per_home": round(state.stat().st_size / self.homes) if state.exists() else None,
             "detector_checkpoints": checkpoints,
@@ -270,7 +277,7 @@ class Bench:
         # The load begins once the simulator has drawn its homes' weeks (minutes for 100k homes).
         watch.wait_for(1, DRAIN_TIMEOUT_S * 5)
         time.sleep(self.duration_s * LOAD_WINDOW[0])
-        with self.waits.measure("load"):
+        with self.scheduler.measure("load", simulator=load.pid):
             during = self._sos_latencies(sink, sos_homes, spacing_s=self._press_window_s / max(len(sos_homes), 1))
         published = json.loads(load.communicate()[0])["published"] + len(sos_homes)
         watch.wait_for(published, DRAIN_TIMEOUT_S)
@@ -353,7 +360,7 @@ class Bench:
         return presses
 
     def _detector_metric(self, name: str) -> float:
-        text = httpx.get(f"http://127.0.0.1:{self.metrics_ports['detector']}/metrics", timeout=5).text
+        text = self.http.get(f"http://127.0.0.1:{self.metrics_ports['detector']}/metrics").text
         line = next(x for x in text.splitlines() if x.startswith(f"{name} "))
         return float(line.split()[1])
 
@@ -393,43 +400,48 @@ class Bench:
         url = f"{self.public_url}/twilio/sms"
         form = {"From": phone, "Body": "1", "AccountSid": ACCOUNT_SID}
         signature = RequestValidator(self.env["TWILIO_AUTH_TOKEN"]).compute_signature(url, form)
-        httpx.post(url, data=form, headers={"X-Twilio-Signature": signature}, timeout=30).raise_for_status()
+        self.http.post(url, data=form, headers={"X-Twilio-Signature": signature}).raise_for_status()
 
 
-class RunQueueWait:
-    """How long the processes on an SOS's way waited for a core each time they were ready to run.
+class SchedulerStats:
+    """How much of a core each process used, and how long it waited for one each time it was ready.
 
-    From the kernel's schedstat per thread: time spent runnable but not running, and the number
-    of times it was given a core. Two cores shared by six busy processes show up here first.
+    From the kernel's schedstat per thread: time on a core, time runnable but waiting for one,
+    and the number of times it was given one. Two cores shared by busy processes show up as
+    waits, on every process along an SOS's way at once.
     """
 
     def __init__(self, pids: dict[str, int]) -> None:
         self._pids = pids
-        self.mean_us: dict[str, dict[str, float | None]] = {}
+        self.phases: dict[str, dict[str, dict[str, float | None]]] = {}
 
     @contextmanager
-    def measure(self, phase: str) -> Iterator[None]:
-        """Mean microseconds waited per time slice, per process, over the block."""
-        before = {name: _thread_schedstats(pid) for name, pid in self._pids.items()}
+    def measure(self, phase: str, **more_pids: int) -> Iterator[None]:
+        pids = {**self._pids, **more_pids}
+        before = {name: _thread_schedstats(pid) for name, pid in pids.items()}
+        started = time.monotonic()
         yield
-        self.mean_us[phase] = {}
-        for name, pid in self._pids.items():
+        wall_ns = (time.monotonic() - started) * 1e9
+        self.phases[phase] = {}
+        for name, pid in pids.items():
             after = _thread_schedstats(pid)
             common = after.keys() & before[name].keys()
-            waited = sum(after[t][0] - before[name][t][0] for t in common)
-            slices = sum(after[t][1] - before[name][t][1] for t in common)
-            self.mean_us[phase][name] = round(waited / slices / 1000, 1) if slices else None
+            ran, waited, slices = (sum(after[t][i] - before[name][t][i] for t in common) for i in range(3))
+            self.phases[phase][name] = {
+                "busy_pct": round(ran / wall_ns * 100, 1),
+                "run_queue_wait_us": round(waited / slices / 1000, 1) if slices else None,
+            }
 
 
-def _thread_schedstats(pid: int) -> dict[int, tuple[int, int]]:
-    """Per thread of the process: (nanoseconds waited on a run queue, time slices run)."""
+def _thread_schedstats(pid: int) -> dict[int, tuple[int, int, int]]:
+    """Per thread of the process: nanoseconds on a core, nanoseconds waiting for one, time slices."""
     stats = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            _, waited, slices = (int(x) for x in (task / "schedstat").read_text().split())
-        except FileNotFoundError:  # the thread ended meanwhile
+            ran, waited, slices = (int(x) for x in (task / "schedstat").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):  # the thread ended meanwhile
             continue
-        stats[int(task.name)] = (waited, slices)
+        stats[int(task.name)] = (ran, waited, slices)
     return stats
 
 

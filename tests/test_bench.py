@@ -37,9 +37,10 @@ def test_a_short_bench_reports_consistent_figures(database: str, options: list[s
         assert slowest["total"] >= latency["p99"] - 0.1
         assert slowest["total"] == pytest.approx(sum(slowest[s] for s in stages["p50"]), abs=0.3)
         # Every process on the SOS's way ran during the presses, so each has a mean wait.
-        waits = figures["run_queue_wait_us"][phase]
-        assert set(waits) == {"alerting", "gateway", "detector", "mosquitto"}
-        assert all(us is not None and us >= 0 for us in waits.values())
+        scheduler = figures["scheduler"][phase]
+        on_the_way = {"alerting", "gateway", "detector", "mosquitto", "bench"}
+        assert set(scheduler) == on_the_way | ({"simulator"} if phase == "load" else set())
+        assert all(0 < s["busy_pct"] <= 200 and s["run_queue_wait_us"] >= 0 for s in scheduler.values())
     assert set(figures["rss_mb"]) == {"alerting", "gateway", "detector", "mosquitto"}
     assert all(mb > 1 for mb in figures["rss_mb"].values())
     assert figures["detector_bytes_per_home"] > 0
