@@ -149,7 +149,12 @@ class Bench:
                 self._warm_up(sink)
                 assert broker.process is not None
                 self.scheduler = SchedulerStats(
-                    {**{n: p.pid for n, p in services.items()}, "mosquitto": broker.process.pid, "bench": os.getpid()}
+                    {
+                        **{n: p.pid for n, p in services.items()},
+                        "activity rollup": _rollup_pid(services["alerting"].pid),
+                        "mosquitto": broker.process.pid,
+                        "bench": os.getpid(),
+                    }
                 )
                 self.on_phase("idle SOS latency")
                 with self.scheduler.measure("idle"):
@@ -529,15 +534,40 @@ def _stage_summary(presses: list[dict[str, float]]) -> dict[str, Any]:
     }
 
 
+def _children(pid: int) -> list[int]:
+    """Children of every thread of the process: the detector forks its checkpoint writer from a
+    thread of its own, and Linux lists a child under the thread that started it."""
+    children: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:  # the process ended meanwhile
+        return children
+    for task in tasks:
+        try:
+            children += [int(child) for child in (task / "children").read_text().split()]
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+    return children
+
+
+def _rollup_pid(alerting_pid: int) -> int:
+    """The alerting service's activity rollup: its one child started by multiprocessing's spawn
+    (the other is multiprocessing's resource tracker)."""
+    return next(c for c in _children(alerting_pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes())
+
+
 def _memory_mb(pid: int) -> float:
     """Resident memory of a process and its children: the alerting service's activity rollup, a
     detector's checkpoint writer. Proportional (PSS), so pages a forked child shares count once."""
     total_kb = 0
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except (FileNotFoundError, ProcessLookupError):  # a checkpoint writer that finished meanwhile
+        return 0.0
+    for line in rollup.splitlines():
         if line.startswith("Pss:"):
             total_kb = int(line.split()[1])
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    child_mb = sum(_memory_mb(int(child)) for child in children.read_text().split()) if children.exists() else 0.0
+    child_mb = sum(_memory_mb(child) for child in _children(pid))
     return round(total_kb / 1024 + child_mb, 1)
 
 
