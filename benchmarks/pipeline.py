@@ -164,7 +164,7 @@ class Bench:
                     pipeline, load = self._pipeline(sink, range(samples, 2 * samples))
                 self.on_phase("memory")
                 rss = {name: _memory_mb(proc.pid) for name, proc in services.items()}
-                rss["mosquitto"] = _memory_mb(broker.process.pid) if broker.process else 0.0
+                rss["mosquitto"] = _memory_mb(broker.process.pid)
                 checkpoints = self._checkpoints()
             stages = {
                 "idle": _stage_summary(self._stages(database, sink, range(0, samples))),
@@ -204,11 +204,12 @@ class Bench:
     def _services(self) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
         ports = {"gateway": free_port(), "detector": free_port()}
         http = free_port()
+        self.public_url = f"http://127.0.0.1:{http}"
         services: dict[str, subprocess.Popen[bytes]] = {}
         logs = self.folder / "logs"
         logs.mkdir(exist_ok=True)
         for name in ("alerting", "gateway", "detector"):
-            env = {**self.env, "CAREBED_HTTP_PORT": str(http), "CAREBED_PUBLIC_URL": f"http://127.0.0.1:{http}"}
+            env = {**self.env, "CAREBED_HTTP_PORT": str(http), "CAREBED_PUBLIC_URL": self.public_url}
             if name in ports:
                 env["CAREBED_METRICS_PORT"] = str(ports[name])
             with (logs / f"{name}.log").open("wb") as log:
@@ -216,7 +217,6 @@ class Bench:
                     [sys.executable, "-m", "carebed", name], env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL
                 )
         self.metrics_ports = ports
-        self.public_url = f"http://127.0.0.1:{http}"
         try:
             wait_for_port(http, 60, services["alerting"])
             for name, port in ports.items():
@@ -441,13 +441,26 @@ class SchedulerStats:
 def _thread_schedstats(pid: int) -> dict[int, tuple[int, int, int]]:
     """Per thread of the process: nanoseconds on a core, nanoseconds waiting for one, time slices."""
     stats = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            ran, waited, slices = (int(x) for x in (task / "schedstat").read_text().split())
-        except (FileNotFoundError, ProcessLookupError):  # the thread ended meanwhile
-            continue
-        stats[int(task.name)] = (ran, waited, slices)
+    for tid, line in _per_thread(pid, "schedstat").items():
+        ran, waited, slices = (int(x) for x in line.split())
+        stats[tid] = (ran, waited, slices)
     return stats
+
+
+def _per_thread(pid: int, name: str) -> dict[int, str]:
+    """A /proc file of every thread of the process, by thread id; threads and processes that end
+    while being read are left out."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return {}
+    files = {}
+    for task in tasks:
+        try:
+            files[int(task.name)] = (task / name).read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return files
 
 
 class CounterWatch:
@@ -523,11 +536,9 @@ def _stage_summary(presses: list[dict[str, float]]) -> dict[str, Any]:
     if not presses:
         return {}
     slowest = sorted(presses, key=lambda press: sum(press.values()), reverse=True)[:2]
+    cuts = {stage: _percentiles([press[stage] for press in presses], len(presses)) for stage in SOS_STAGES}
     return {
-        **{
-            cut: {stage: _percentiles([press[stage] for press in presses], len(presses))[cut] for stage in SOS_STAGES}
-            for cut in ("p50", "p99")
-        },
+        **{cut: {stage: cuts[stage][cut] for stage in SOS_STAGES} for cut in ("p50", "p99")},
         "slowest": [
             {"total": round(sum(press.values()), 1)} | {k: round(v, 1) for k, v in press.items()} for press in slowest
         ],
@@ -537,17 +548,7 @@ def _stage_summary(presses: list[dict[str, float]]) -> dict[str, Any]:
 def _children(pid: int) -> list[int]:
     """Children of every thread of the process: the detector forks its checkpoint writer from a
     thread of its own, and Linux lists a child under the thread that started it."""
-    children: list[int] = []
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except FileNotFoundError:  # the process ended meanwhile
-        return children
-    for task in tasks:
-        try:
-            children += [int(child) for child in (task / "children").read_text().split()]
-        except FileNotFoundError:  # the thread ended meanwhile
-            continue
-    return children
+    return [int(child) for listed in _per_thread(pid, "children").values() for child in listed.split()]
 
 
 def _rollup_pid(alerting_pid: int) -> int:

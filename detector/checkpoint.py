@@ -3,8 +3,9 @@
 Pickling 100k homes' state takes about 10 s (`python -m benchmarks.checkpoint`). Written by the
 service itself it would hold the detector's lock that long, and every SOS would wait behind it.
 A forked child sees the state as it was at the fork (copy-on-write) and writes that, the way
-Redis's BGSAVE does; the service stops only for the fork (about 60 ms at 100k homes). While the child writes,
-the pages the service changes are copied, so memory can grow by up to the state's size.
+Redis's BGSAVE does; the service stops only for the fork (about 60 ms at 100k homes). While the
+child writes, the pages the service changes are copied, so memory can grow by up to the state's
+size.
 """
 
 from __future__ import annotations
