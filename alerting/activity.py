@@ -74,6 +74,7 @@ class ActivityProcess:
 
 def _run_recorder(settings: Settings, urgent: UrgentWork, lifeline: Connection) -> None:
     stopping = service.start("alerting-activity", settings, None)
+    service.deprioritise_thread(settings.bulk_nice)  # before any other thread: they all inherit it
     threading.Thread(target=_stop_with_parent, args=(lifeline, stopping), name="lifeline", daemon=True).start()
     engine = make_engine(settings.sqlalchemy_url)
     recorder = ActivityRecorder(settings, make_sessionmaker(engine), urgent)

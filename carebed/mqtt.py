@@ -25,6 +25,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from carebed import service
 from carebed.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,8 @@ class MqttClient:
     persistent: bool = True
     max_inflight: int = 1000
     batch_window_s: float | None = None
+    # Telemetry rather than events: its threads yield the CPU to the SOS path (Settings.bulk_nice).
+    bulk: bool = False
     connected: threading.Event = field(default_factory=threading.Event)
     _subscriptions: list[_Subscription] = field(default_factory=list)
     _state: threading.Condition = field(default_factory=threading.Condition)
@@ -269,6 +272,7 @@ class MqttClient:
 
     def _flush_batches_periodically(self) -> None:
         assert self.batch_window_s
+        self._deprioritise_if_bulk()
         while not self._stopping.wait(self.batch_window_s):
             self._flush_batches()
 
@@ -311,6 +315,7 @@ class MqttClient:
             self._refusal = str(reason)
             self._connect_answered.set()
             return
+        self._deprioritise_if_bulk()  # paho's network thread, which runs the handlers
         with self._state:
             # Inputs of the previous connection come again; batched outputs would only duplicate them.
             self._connection += 1
@@ -324,6 +329,10 @@ class MqttClient:
         )
         self.connected.set()
         self._connect_answered.set()
+
+    def _deprioritise_if_bulk(self) -> None:
+        if self.bulk:
+            service.deprioritise_thread(self.settings.bulk_nice)
 
     def _on_disconnect(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import sys
 import threading
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 GIL_SWITCH_INTERVAL_S = 0.0005
 # A collection of the oldest generation stops the whole process, the urgent thread included.
 LONG_GC_PAUSE_S = 0.02
+# Nice value of the process as it started; bulk threads run relative to it (see deprioritise_thread).
+_BASE_NICE = os.getpriority(os.PRIO_PROCESS, 0)
 GC_PAUSES = Histogram(
     "carebed_gc_pause_seconds",
     "Garbage-collection pauses, by generation",
@@ -57,6 +60,18 @@ def ready() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def deprioritise_thread(nice_levels: int) -> None:
+    """Run the calling thread (and threads and processes it starts later) `nice_levels` below the service.
+
+    Bulk work (telemetry lanes, the activity rollup, checkpoint writers) shares two cores with the
+    threads an SOS passes through, and under load those waited 5-22 times longer for a core than
+    when idle (docs/performance.md). Linux keeps a nice value per thread, and making one's own
+    nicer needs no privilege. Calling it again changes nothing: the level is relative to the nice
+    value the process started with.
+    """
+    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, _BASE_NICE + nice_levels))
 
 
 def _time_collections() -> Callable[[str, dict[str, int]], None]:

@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     offline_after_min: float = Field(
         30.0, gt=0, description="Minutes of event time without a message before a device is offline."
     )
+    bulk_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Nice levels below its service that bulk work runs at (telemetry lanes, activity rollup,"
+        " checkpoint writers), so the SOS path gets a core first; 0 for none.",
+    )
     detector_checkpoint_s: float = Field(30.0, gt=0, description="Seconds between detector state checkpoints.")
     detector_wall_clock: bool = Field(
         True,

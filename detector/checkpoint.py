@@ -21,6 +21,7 @@ from typing import NoReturn
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from carebed import service
 from detector.core import DetectorCore
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,13 @@ class Checkpoints:
     """One checkpoint file and a thread that has a child write it every `every_s` seconds, or when asked.
 
     `state_lock` guards the engine: the fork happens under it, so each child writes a whole state.
+    Children run `bulk_nice` levels below the service (Settings.bulk_nice).
     """
 
-    def __init__(self, path: Path, every_s: float, state_lock: threading.Lock) -> None:
+    def __init__(self, path: Path, every_s: float, state_lock: threading.Lock, bulk_nice: int = 0) -> None:
         self.path = path
         self.every_s = every_s
+        self.bulk_nice = bulk_nice
         self._state_lock = state_lock
         self._engine: DetectorCore | None = None
         self._changed = threading.Condition()
@@ -123,7 +126,7 @@ class Checkpoints:
             forked_at = time.monotonic()
             pid = os.fork()
             if pid == 0:
-                _write_and_exit(self.path, engine)
+                _write_and_exit(self.path, engine, self.bulk_nice)
             FORK_SECONDS.observe(time.monotonic() - forked_at)
             with self._changed:
                 self._forked += 1
@@ -158,10 +161,11 @@ def write_checkpoint(path: Path, engine: DetectorCore) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _write_and_exit(path: Path, engine: DetectorCore) -> NoReturn:
+def _write_and_exit(path: Path, engine: DetectorCore, bulk_nice: int) -> NoReturn:
     """The child's whole life. Other threads' locks were copied as they stood at the fork, so it
     touches nothing but its file and, if that fails, the log (whose locks Python re-creates)."""
     gc.disable()  # a collection would copy every page it touches
+    service.deprioritise_thread(bulk_nice)
     exit_code = 1
     try:
         write_checkpoint(path, engine)

@@ -47,11 +47,14 @@ class Detector:
         self.settings = settings
         self._lock = threading.Lock()
         self.checkpoints = Checkpoints(
-            settings.data_dir / "detector" / "state.pickle", settings.detector_checkpoint_s, self._lock
+            settings.data_dir / "detector" / "state.pickle",
+            settings.detector_checkpoint_s,
+            self._lock,
+            settings.bulk_nice,
         )
         self.engine = self.checkpoints.restore() or DetectorCore(rule_config(settings), pattern_config(settings))
         self.engine.configure(rule_config(settings), pattern_config(settings))
-        self.mqtt = MqttClient(settings, client_id="carebed-detector")
+        self.mqtt = MqttClient(settings, client_id="carebed-detector", bulk=True)
         self.mqtt.subscribe(topics.READINGS, self.handle)
         self.events = MqttClient(settings, client_id="carebed-detector-events")
         self.events.subscribe(topics.EVENTS, self.handle)

@@ -41,7 +41,7 @@ class Gateway:
         FRAME_GAPS.set_function(lambda: self.normaliser.chirpstack.frame_gaps)
         DUPLICATE_UPLINKS.set_function(lambda: self.normaliser.chirpstack.duplicates)
         self.archive = _archive(settings)
-        self.mqtt = MqttClient(settings, client_id="carebed-gateway", batch_window_s=BATCH_WINDOW_S)
+        self.mqtt = MqttClient(settings, client_id="carebed-gateway", batch_window_s=BATCH_WINDOW_S, bulk=True)
         for adapter in self.normaliser.adapters:
             for subscription in adapter.subscriptions:
                 self.mqtt.subscribe(subscription, self.handle)

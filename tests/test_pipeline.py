@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,7 +14,7 @@ import pytest
 
 from carebed import topics
 from carebed.db import make_engine, make_sessionmaker
-from carebed.mqtt import MqttClient, Outbound
+from carebed.mqtt import Inbound, MqttClient, Outbound
 from carebed.registry import RegistryFile, import_registry
 from carebed.schemas import DeadLetter, Finding, FindingCode, RejectReason, utc_now
 from carebed.settings import Settings
@@ -139,3 +142,33 @@ def test_routine_readings_share_messages_and_each_device_message_is_acknowledged
         assert readings.next_reading().ts == start, "nothing re-delivered before the next message"
     finally:
         restarted.stop()
+
+
+def test_bulk_lanes_handle_their_messages_at_a_lower_cpu_priority_than_event_lanes(
+    settings: Settings, device: MqttClient
+) -> None:
+    """Telemetry yields a core to the SOS path: the kernel holds the bulk lane's thread nicer."""
+    niceness: dict[bool, queue.Queue[int]] = {True: queue.Queue(), False: queue.Queue()}
+
+    def recorder(bulk: bool) -> Callable[[Inbound], list[Outbound]]:
+        def handle(message: Inbound) -> list[Outbound]:
+            niceness[bulk].put(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return []
+
+        return handle
+
+    lanes = []
+    for bulk in niceness:
+        lane = MqttClient(settings, client_id=f"test-lane-{bulk}", persistent=False, bulk=bulk)
+        lane.subscribe(f"test/lane-{bulk}", recorder(bulk))
+        lane.start()
+        lanes.append(lane)
+    try:
+        for bulk in niceness:
+            device.publish(Outbound(f"test/lane-{bulk}", b"{}"))
+        service_nice = os.getpriority(os.PRIO_PROCESS, os.getpid())
+        assert niceness[False].get(timeout=10) == service_nice
+        assert niceness[True].get(timeout=10) == min(19, service_nice + settings.bulk_nice) > service_nice
+    finally:
+        for lane in lanes:
+            lane.stop()
