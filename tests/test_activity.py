@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -15,12 +15,13 @@ from alerting.urgency import UrgentWork
 from carebed import topics
 from carebed.db import make_engine, make_sessionmaker, migrate
 from carebed.mqtt import Inbound
-from carebed.schemas import DeviceKind, Reading, dump
+from carebed.schemas import DeviceKind, Reading, dump, utc_now
 from carebed.settings import Settings
 from carebed.topics import DeviceChannel
 
 pytestmark = pytest.mark.integration
-T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+# Within the rollup's retention, whenever the tests run: older buckets are deleted as they are flushed.
+T0 = utc_now().replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
 
 
 @pytest.fixture
