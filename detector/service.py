@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 
 from prometheus_client import Counter
@@ -28,6 +28,7 @@ TICK_S = 5.0
 # Past this a feedback is acknowledged anyway, and the failing checkpoints are loud in logs and metrics.
 FEEDBACK_CHECKPOINT_TIMEOUT_S = 120.0
 OLDEST_GENERATION = 2
+Judge = Callable[[Reading], list[Finding]]
 
 
 def rule_config(settings: Settings) -> RuleConfig:
@@ -42,14 +43,49 @@ def pattern_config(settings: Settings) -> PatternConfig:
     return PatternConfig(tz=settings.tz)
 
 
+class StateLock:
+    """The detector's state, shared by its lanes: the telemetry lane lets an urgent lane in between readings.
+
+    The telemetry lane holds the state for a whole batch (a hundred readings and more at 100k
+    homes), at the bulk priority (Settings.bulk_nice); an SOS that found it there waited for all of
+    it. Now it waits for one reading at most. `lock` is the plain lock, for everything else.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._turns = threading.Condition(self.lock)
+        self._urgent_waiting = 0
+        self._count = threading.Lock()
+
+    def first(self, judge: Judge, readings: Iterable[Reading]) -> list[Finding]:
+        """`judge` every reading under the lock, taken as soon as the bulk lane is between two readings."""
+        with self._count:
+            self._urgent_waiting += 1
+        with self._turns:
+            with self._count:
+                self._urgent_waiting -= 1
+            self._turns.notify_all()
+            return [finding for reading in readings for finding in judge(reading)]
+
+    def each(self, judge: Judge, readings: Iterable[Reading]) -> list[Finding]:
+        """`judge` each reading in turn under the lock, giving way to an urgent lane between readings."""
+        findings: list[Finding] = []
+        with self._turns:
+            for reading in readings:
+                if self._urgent_waiting:
+                    self._turns.wait_for(lambda: not self._urgent_waiting)
+                findings.extend(judge(reading))
+        return findings
+
+
 class Detector:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._lock = threading.Lock()
+        self._state = StateLock()
         self.checkpoints = Checkpoints(
             settings.data_dir / "detector" / "state.pickle",
             settings.detector_checkpoint_s,
-            self._lock,
+            self._state.lock,
             settings.bulk_nice,
         )
         self.engine = self.checkpoints.restore() or DetectorCore(rule_config(settings), pattern_config(settings))
@@ -57,7 +93,7 @@ class Detector:
         self.mqtt = MqttClient(settings, client_id="carebed-detector", bulk=True)
         self.mqtt.subscribe(topics.READINGS, self.handle)
         self.events = MqttClient(settings, client_id="carebed-detector-events")
-        self.events.subscribe(topics.EVENTS, self.handle)
+        self.events.subscribe(topics.EVENTS, self.handle_events)
         # Its own lane, since each feedback waits for a checkpoint before it is acknowledged.
         self.feedback = MqttClient(settings, client_id="carebed-detector-feedback")
         self.feedback.subscribe(topics.FEEDBACK_SUBSCRIPTION, self.handle_feedback)
@@ -69,9 +105,16 @@ class Detector:
         self.mqtt.start()
 
     def handle(self, message: Inbound) -> Sequence[Outbound]:
+        """Telemetry, in batches."""
+        return self._judge(message, self._state.each)
+
+    def handle_events(self, message: Inbound) -> Sequence[Outbound]:
+        """SOS, falls and leaks: ahead of any telemetry waiting for the state."""
+        return self._judge(message, self._state.first)
+
+    def _judge(self, message: Inbound, run: Callable[[Judge, list[Reading]], list[Finding]]) -> Sequence[Outbound]:
         readings = decode_batch(Reading, message)
-        with self._lock:
-            findings = [finding for reading in readings for finding in self.engine.process(reading)]
+        findings = run(self.engine.process, readings)
         READINGS_IN.inc(len(readings))
         return self._outbound(findings)
 
@@ -80,7 +123,7 @@ class Detector:
         feedback = decode(Feedback, message)
         if feedback is None:
             return ()
-        with self._lock:
+        with self._state.lock:
             self.engine.apply(feedback)
             fork = self.checkpoints.request()
         if not self.checkpoints.wait_written(fork, FEEDBACK_CHECKPOINT_TIMEOUT_S):
@@ -93,7 +136,7 @@ class Detector:
 
     def tick(self) -> None:
         """Let the wall clock move event time on when every device has gone quiet."""
-        with self._lock:
+        with self._state.lock:
             findings = self.engine.advance(utc_now() - timedelta(seconds=TICK_S))
         for out in self._outbound(findings):
             self.mqtt.publish(out)
