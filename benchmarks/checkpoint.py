@@ -3,7 +3,8 @@
 `python -m benchmarks.checkpoint --homes 100000` builds N homes' state from three rounds of
 readings (wearable, water meter, gas sensor), then writes it both ways and prints one JSON
 object: seconds to write in-process (what the detector used to stop for), milliseconds the
-detector stops to fork, seconds the child takes, and bytes per home.
+detector stops to fork, seconds the child takes, bytes per home, and seconds a restarting
+detector takes to load it.
 """
 
 from __future__ import annotations
@@ -59,12 +60,17 @@ def measure(homes: int, folder: Path) -> dict[str, float | int]:
         raise RuntimeError("the child did not write the checkpoint")
     child_s = time.perf_counter() - started
     fork_s = REGISTRY.get_sample_value("carebed_detector_checkpoint_fork_seconds_sum") or 0.0
+    started = time.perf_counter()
+    if checkpoints.restore() is None:
+        raise RuntimeError("the checkpoint did not load")
+    restore_s = time.perf_counter() - started
     return {
         "homes": homes,
         "in_process_s": round(in_process_s, 2),
         "fork_ms": round(fork_s * 1000, 1),
         "child_s": round(child_s, 2),
         "bytes_per_home": round(path.stat().st_size / homes),
+        "restore_s": round(restore_s, 2),
     }
 
 

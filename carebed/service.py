@@ -9,7 +9,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from prometheus_client import Histogram, start_http_server
@@ -60,6 +61,22 @@ def ready() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No garbage collection in here: for a short stretch that must not pause, or that builds many objects at once.
+
+    Loading a checkpoint builds millions of objects, and each of the full collections they trigger
+    scans all that were built so far: at 20k homes 1.7 s with the collector on, 0.5 s without.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def deprioritise_thread(nice_levels: int) -> None:

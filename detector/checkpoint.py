@@ -68,7 +68,7 @@ class Checkpoints:
     def restore(self) -> DetectorCore | None:
         if not self.path.exists():
             return None
-        with self.path.open("rb") as f:
+        with self.path.open("rb") as f, service.collector_paused():
             version, engine = pickle.load(f)
         if version != CHECKPOINT_VERSION or not isinstance(engine, DetectorCore):
             log.warning("checkpoint of another version ignored", extra={"path": str(self.path)})
