@@ -13,11 +13,10 @@ and also when the service dies without a word: its end of a pipe then reads end-
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import multiprocessing
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from multiprocessing.connection import Connection
@@ -74,9 +73,8 @@ class ActivityProcess:
 
 def _run_recorder(settings: Settings, urgent: UrgentWork, lifeline: Connection) -> None:
     stopping = service.start("alerting-activity", settings, None)
-    service.deprioritise_thread(settings.bulk_nice)  # before any other thread: they all inherit it
     threading.Thread(target=_stop_with_parent, args=(lifeline, stopping), name="lifeline", daemon=True).start()
-    engine = make_engine(settings.sqlalchemy_url)
+    engine = make_engine(settings.sqlalchemy_url, wait_for_disk=False)  # chart data: see the module docstring
     recorder = ActivityRecorder(settings, make_sessionmaker(engine), urgent)
     recorder.start()
     service.ready()
@@ -103,7 +101,9 @@ class ActivityRecorder:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="activity", daemon=True)
-        self.mqtt = MqttClient(settings, client_id="carebed-alerting-activity")
+        # Decoding every reading is bulk work; the flushes are not, since each holds SQLite's only
+        # write lock, which an alert that arrives meanwhile waits for at the holder's priority.
+        self.mqtt = MqttClient(settings, client_id="carebed-alerting-activity", bulk=True)
         self.mqtt.subscribe(topics.READINGS, self.handle)
 
     def start(self) -> None:
@@ -137,22 +137,13 @@ class ActivityRecorder:
         bucket_items, seen_items = list(buckets.items()), list(seen.items())
         for start in range(0, max(len(bucket_items), len(seen_items)), FLUSH_ROWS):
             self._urgent.wait_for_quiet()
-            with _collector_paused(), self._sessions.begin() as session:
+            # No collection pause while this process holds SQLite's only write lock.
+            with service.collector_paused(), self._sessions.begin() as session:
                 _add_buckets(session, dict(bucket_items[start : start + FLUSH_ROWS]))
                 _record_seen(session, dict(seen_items[start : start + FLUSH_ROWS]))
         if buckets:
             with self._sessions.begin() as session:
                 session.execute(delete(ActivityBucket).where(ActivityBucket.start < utc_now() - RETENTION))
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No garbage-collection pause while this process holds SQLite's only write lock."""
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _upsert(session: Session, model: type[ActivityBucket] | type[DeviceSeen]) -> Insert:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.activity import ActivityRecorder
@@ -15,6 +16,7 @@ from alerting.urgency import UrgentWork
 from carebed import topics
 from carebed.db import make_engine, make_sessionmaker, migrate
 from carebed.mqtt import Inbound
+from carebed.postgres import create_database
 from carebed.schemas import DeviceKind, Reading, dump, utc_now
 from carebed.settings import Settings
 from carebed.topics import DeviceChannel
@@ -71,3 +73,15 @@ def test_flushes_add_to_the_buckets_and_the_newest_sighting_stays(
     assert (bucket.start, bucket.water_l, bucket.readings) == (T0, 30.0, 4)
     assert seen is not None
     assert (seen.last_seen, seen.battery_pct, seen.online) == (T0 + timedelta(minutes=10), 90.0, True)
+
+
+@pytest.mark.parametrize(("wait_for_disk", "synchronous_commit"), [(True, "on"), (False, "off")])
+def test_only_chart_data_commits_before_postgresql_has_its_wal_on_disk(
+    postgres: str, wait_for_disk: bool, synchronous_commit: str
+) -> None:
+    engine = make_engine(create_database(postgres, f"t_{secrets.token_hex(6)}"), wait_for_disk=wait_for_disk)
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(text("SHOW synchronous_commit")).scalar_one() == synchronous_commit
+    finally:
+        engine.dispose()
