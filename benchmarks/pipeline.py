@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import pairwise
 from pathlib import Path
@@ -41,10 +41,13 @@ from carebed import topics
 from carebed.broker import Mosquitto, free_port, wait_for_port
 from carebed.db import make_engine, make_sessionmaker, migrate
 from carebed.mqtt import MqttClient, Outbound
-from carebed.registry import import_registry
-from carebed.schemas import DeviceKind, utc_now
+from carebed.registry import RegistryFile, import_registry
+from carebed.schemas import DeviceKind, Reading, utc_now
 from carebed.settings import Settings
 from carebed.topics import DeviceChannel
+from detector.checkpoint import write_checkpoint
+from detector.core import DetectorCore
+from detector.service import pattern_config, rule_config
 from simulators.homes import build_registry
 
 ACCOUNT_SID = "AC" + "0" * 32
@@ -102,6 +105,7 @@ class Bench:
     folder: Path
     profile_dir: Path | None = None
     database_url: str | None = None
+    warm: bool = False
     on_phase: Callable[[str], None] = lambda _: None
     env: dict[str, str] = field(init=False)
     scheduler: SchedulerStats = field(init=False)
@@ -126,6 +130,9 @@ class Bench:
         engine.dispose()
         broker.start()
         self.settings = Settings(data_dir=self.folder, mqtt_port=broker.port, database_url=database)
+        if self.warm:
+            self.on_phase("detector state: every device once")
+            write_warm_detector_state(self.settings, registry)
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("CAREBED_", "TWILIO_"))},
             "CAREBED_DATA_DIR": str(self.folder),
@@ -179,6 +186,7 @@ class Bench:
         return {
             "homes": self.homes,
             "database": make_url(database).get_backend_name(),
+            "detector_state": "warm" if self.warm else "cold",
             "speed": self.speed,
             "duration_s": self.duration_s,
             "published": pipeline["published"],
@@ -502,6 +510,37 @@ class CounterWatch:
 
     def _changed_at(self, count: int) -> float:
         return min(at for at, value in self._samples if value == count)
+
+
+def write_warm_detector_state(settings: Settings, registry: RegistryFile) -> None:
+    """A checkpoint in which every device has reported once, for the detector to restore.
+
+    A running detector restores its state at start and freezes it (detector/service.py); one
+    that starts empty builds 100k homes' state in its first minutes under load, and the garbage
+    collections of that one-off build are not what a deployment that has been up meets.
+    """
+    at = utc_now() - timedelta(minutes=1)
+    first_report: dict[DeviceKind, dict[str, Any]] = {
+        DeviceKind.WEARABLE: {"heart_rate_bpm": 70.0, "worn": True},
+        DeviceKind.WATER_METER: {"water_flow_l_min": 0.0},
+        DeviceKind.GAS_SENSOR: {"gas_flow_m3_h": 0.0},
+    }
+    engine = DetectorCore(rule_config(settings), pattern_config(settings))
+    for home in registry.homes:
+        for device in home.devices:
+            values = first_report.get(device.kind, {})
+            engine.process(
+                Reading(
+                    home_id=home.id,
+                    device_id=device.id,
+                    device_kind=device.kind,
+                    channel=DeviceChannel.TELEMETRY,
+                    ts=at,
+                    received_at=at,
+                    **values,
+                )
+            )
+    write_checkpoint(settings.data_dir / "detector" / "state.pickle", engine)
 
 
 def _py_spy_record(pid: int, seconds: int, output: Path) -> list[str]:

@@ -424,6 +424,12 @@ def asyncapi() -> None:
     help="Run on a private PostgreSQL server with its default settings, started for the run "
     "(needs apt-get install postgresql and pip install -e '.[postgres]').",
 )
+@click.option(
+    "--warm",
+    is_flag=True,
+    help="Start the detector from a checkpoint in which every device has reported once, as a detector "
+    "that has been running restarts; without it the detector starts empty and builds every home's state under load.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the figures.")
 def bench(
     homes: int,
@@ -433,6 +439,7 @@ def bench(
     profile: Path | None,
     database_url: str | None,
     postgres: bool,
+    warm: bool,
     as_json: bool,
 ) -> None:
     """Measure throughput, SOS latency and memory of the pipeline on this machine (loopback only)."""
@@ -449,5 +456,5 @@ def bench(
 
             database_url = create_database(stack.enter_context(postgres_server()), "carebed")
         folder = data_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="carebed-bench-")))
-        result = run_with_progress(Bench(homes, speed, duration, folder, profile, database_url))
+        result = run_with_progress(Bench(homes, speed, duration, folder, profile, database_url, warm))
     click.echo(json.dumps(result, indent=None if as_json else 2))

@@ -5,14 +5,23 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import pytest
+
+from benchmarks.pipeline import write_warm_detector_state
+from carebed.settings import Settings
+from detector.checkpoint import Checkpoints
+from simulators.homes import build_registry
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize(("database", "options"), [("sqlite", []), ("postgresql", ["--postgres"])])
-def test_a_short_bench_reports_consistent_figures(database: str, options: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("database", "state", "options"), [("sqlite", "warm", ["--warm"]), ("postgresql", "cold", ["--postgres"])]
+)
+def test_a_short_bench_reports_consistent_figures(database: str, state: str, options: list[str]) -> None:
     short = ["--homes", "20", "--speed", "120", "--duration", "3", "--json"]
     result = subprocess.run(
         [sys.executable, "-m", "carebed", "bench", *short, *options],
@@ -22,7 +31,7 @@ def test_a_short_bench_reports_consistent_figures(database: str, options: list[s
     )
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
-    assert figures["database"] == database
+    assert (figures["database"], figures["detector_state"]) == (database, state)
     assert figures["published"] > 10 and figures["lost"] == 0 and figures["bare_lost"] == 0
     assert figures["bare_msgs_per_s"] > 0 and figures["pipeline_msgs_per_s"] > 0
     assert figures["ratio"] == pytest.approx(figures["pipeline_msgs_per_s"] / figures["bare_msgs_per_s"], rel=0.01)
@@ -57,3 +66,14 @@ def test_the_checkpoint_benchmark_writes_the_state_both_ways() -> None:
     figures = json.loads(result.stdout)
     assert figures["homes"] == 50 and figures["bytes_per_home"] > 1000
     assert figures["in_process_s"] >= 0 and figures["child_s"] >= 0 and figures["fork_ms"] > 0
+    assert figures["restore_s"] >= 0
+
+
+def test_a_warm_detector_state_knows_every_home_and_device(tmp_path: Path) -> None:
+    registry = build_registry(homes=5, seed=1)
+    settings = Settings(data_dir=tmp_path)
+    write_warm_detector_state(settings, registry)
+    engine = Checkpoints(tmp_path / "detector" / "state.pickle", 30, threading.Lock()).restore()
+    assert engine is not None
+    assert set(engine.patterns.homes) == {home.id for home in registry.homes}
+    assert set(engine.rules.devices) == {device.id for home in registry.homes for device in home.devices}
