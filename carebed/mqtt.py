@@ -150,6 +150,8 @@ class MqttClient:
         default_factory=lambda: defaultdict(list)
     )
     _connection: int = 0
+    _subscribe_mid: int | None = None
+    _session_present: bool = False
     _connect_answered: threading.Event = field(default_factory=threading.Event)
     _stopping: threading.Event = field(default_factory=threading.Event)
     _refusal: str | None = None
@@ -177,6 +179,7 @@ class MqttClient:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_publish = self._on_publish
+        self._client.on_subscribe = self._on_subscribe
         self._flusher = threading.Thread(target=self._flush_batches_periodically, name="mqtt-batches", daemon=True)
 
     def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
@@ -192,7 +195,7 @@ class MqttClient:
         self._client.will_set(topic, payload, qos=1, retain=retain)
 
     def start(self, timeout: float = 15.0) -> None:
-        """Connect and run the network loop in a background thread; wait until connected."""
+        """Connect and run the network loop in a background thread; wait until connected and subscribed."""
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = self.settings.mqtt_session_expiry_s if self.persistent else 0
         self._client.connect_async(
@@ -321,12 +324,37 @@ class MqttClient:
             self._connection += 1
             self._batches.clear()
             self._state.notify_all()
-        for sub in self._subscriptions:
-            client.subscribe(sub.topic_filter, qos=sub.qos)
-        log.info(
-            "mqtt connected",
-            extra={"client_id": self.client_id, "session_present": flags.session_present},
-        )
+        self._session_present = flags.session_present
+        if self._subscriptions:
+            _, self._subscribe_mid = client.subscribe([(sub.topic_filter, sub.qos) for sub in self._subscriptions])
+        else:
+            self._ready()
+
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        userdata: object,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        """Connected means subscribed too: until the broker has the filters, what is published to them is not ours.
+
+        On a session's first connection a message published in between would be lost to this
+        client; a service that announced itself on CONNACK alone could miss the first SOS.
+        """
+        if mid != self._subscribe_mid:
+            return
+        for sub, reason in zip(self._subscriptions, reasons, strict=False):
+            if reason.is_failure:
+                log.error(
+                    "mqtt subscription refused",
+                    extra={"client_id": self.client_id, "topic": sub.topic_filter, "reason": str(reason)},
+                )
+        self._ready()
+
+    def _ready(self) -> None:
+        log.info("mqtt connected", extra={"client_id": self.client_id, "session_present": self._session_present})
         self.connected.set()
         self._connect_answered.set()
 
