@@ -1,6 +1,6 @@
 """`carebed bench`: throughput, latency and memory of the pipeline on this machine, all on loopback.
 
-One process tree: a private Mosquitto, the real services (`carebed gateway|detector|alerting`),
+One process tree: a private Mosquitto, the real services (`carebed gateway|detector|alarms|alerting`),
 the real simulator as load generator (`carebed simulate --json`), a bare counting subscriber for
 the ceiling, and a loopback stand-in for Twilio's Messages API that notes when each SMS request
 arrives. Phases:
@@ -60,7 +60,7 @@ SOS_SPACING_S = 0.5
 LOAD_WINDOW = (0.1, 0.9)
 DRAIN_TIMEOUT_S = 120.0
 # An SOS's way to Twilio, each stage named after where it ends: the gateway's receipt; the alert
-# opened in the alerting service (detector, MQTT and the consumer); the outbox's claim of its SMS
+# opened in the alerting service (the alarm lane, MQTT and the consumer); the outbox's claim of its SMS
 # (the alert's commit, the outbox waking, its claim); the SMS request reaching Twilio.
 SOS_STAGES = ("gateway", "alert", "claim", "twilio")
 
@@ -210,13 +210,13 @@ class Bench:
 
     @contextmanager
     def _services(self) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
-        ports = {"gateway": free_port(), "detector": free_port()}
+        ports = {"gateway": free_port(), "detector": free_port(), "alarms": free_port()}
         http = free_port()
         self.public_url = f"http://127.0.0.1:{http}"
         services: dict[str, subprocess.Popen[bytes]] = {}
         logs = self.folder / "logs"
         logs.mkdir(exist_ok=True)
-        for name in ("alerting", "gateway", "detector"):
+        for name in ("alerting", "gateway", "detector", "alarms"):
             env = {**self.env, "CAREBED_HTTP_PORT": str(http), "CAREBED_PUBLIC_URL": self.public_url}
             if name in ports:
                 env["CAREBED_METRICS_PORT"] = str(ports[name])

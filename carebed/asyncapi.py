@@ -168,7 +168,7 @@ def document() -> dict[str, Any]:
             f"{PREFIX}/internal/events": {
                 "description": (
                     "Validated event readings (SOS, fall, leak), each sent at once as a batch of one: a lane of "
-                    "their own, so they never queue behind telemetry (gateway → detector)."
+                    "their own, so they never queue behind telemetry (gateway → detector and its alarm lane)."
                 ),
                 "subscribe": {
                     "operationId": "receiveEventReadings",
@@ -177,7 +177,7 @@ def document() -> dict[str, Any]:
                 },
             },
             f"{PREFIX}/internal/findings/{{home_id}}": {
-                "description": "Findings with stable ids, keyed by home (detector → alerting).",
+                "description": "Findings with stable ids, keyed by home (detector and its alarm lane → alerting).",
                 "parameters": _parameters("home_id"),
                 "subscribe": {
                     "operationId": "receiveFinding",

@@ -80,6 +80,14 @@ def detector() -> None:
 
 
 @main.command()
+def alarms() -> None:
+    """Run the detector's alarm lane, which raises SOS and falls (settings from CAREBED_* variables)."""
+    from detector.alarm_service import run
+
+    run(get_settings())
+
+
+@main.command()
 def alerting() -> None:
     """Run the alerting service with its console and REST API (settings from CAREBED_* variables)."""
     from alerting.app import run

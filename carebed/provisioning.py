@@ -57,6 +57,14 @@ SERVICE_ACL: dict[str, tuple[tuple[str, str], ...]] = {
     "carebed-observer": (("read", f"{PREFIX}/#"),),
 }
 
+# The detector's alarm lane runs in a process of its own, as part of the detector: same account.
+_SHARED_ACCOUNTS = {"alarms": "carebed-detector"}
+
+
+def service_account(process: str) -> str:
+    """The broker account a carebed process connects as."""
+    return _SHARED_ACCOUNTS.get(process, f"carebed-{process}")
+
 
 class ProvisioningError(ValueError):
     pass

@@ -20,7 +20,7 @@ from alerting.auth import Role, create_user
 from alerting.models import Notification, NotificationStatus
 from carebed.broker import Mosquitto, free_port, wait_for_port
 from carebed.db import make_engine, make_sessionmaker, migrate
-from carebed.provisioning import new_service_passwords, sync_broker_auth
+from carebed.provisioning import new_service_passwords, service_account, sync_broker_auth
 from carebed.registry import RegistryFile, import_registry
 from carebed.settings import Settings
 
@@ -95,14 +95,14 @@ class Stack:
             env["CAREBED_GATEWAY_MAX_FUTURE_SKEW_S"] = "null"
             (data / "detector" / "state.pickle").unlink(missing_ok=True)
         logs = data / "logs"
-        services = [("alerting", ["alerting"]), ("gateway", ["gateway"]), ("detector", ["detector"])]
+        services = [(name, [name]) for name in ("alerting", "gateway", "detector", "alarms")]
         if self.simulate is not None:
             services.append(("simulator", ["simulate", *self.simulate]))
         children = []
         for name, args in services:
-            account = f"carebed-{name}"
+            account = service_account(name)
             child_env = {**env, "CAREBED_MQTT_USERNAME": account, "CAREBED_MQTT_PASSWORD": accounts[account]}
-            if name in ("gateway", "detector"):
+            if name in ("gateway", "detector", "alarms"):
                 child_env["CAREBED_METRICS_PORT"] = str(free_port())
             children.append(Child(name, args, logs / f"{name}.log", child_env))
         try:

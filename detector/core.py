@@ -1,16 +1,17 @@
-"""The detector's whole pure core: emergency rules and learned patterns side by side, one checkpoint."""
+"""The detector's whole pure core: alarms, emergency rules and learned patterns side by side, one checkpoint."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from carebed.schemas import Feedback, Finding, Reading
+from detector.alarms import alarms_of
 from detector.patterns import PatternConfig, PatternEngine
 from detector.rules import RuleConfig, RuleEngine
 
 
 class DetectorCore:
-    """Rules judge emergencies; patterns judge welfare. Feedback reaches only the patterns: an SOS is never muted."""
+    """Alarms and rules judge emergencies, patterns welfare. Feedback reaches only the patterns: SOS is never muted."""
 
     def __init__(self, rules: RuleConfig, patterns: PatternConfig) -> None:
         self.rules = RuleEngine(rules)
@@ -24,6 +25,11 @@ class DetectorCore:
             home.config = patterns
 
     def process(self, reading: Reading) -> list[Finding]:
+        """Everything a reading raises, as a replay needs it."""
+        return alarms_of(reading) + self.learn(reading)
+
+    def learn(self, reading: Reading) -> list[Finding]:
+        """Everything but the alarms: what needs the state. The service raises the alarms in a lane of their own."""
         return self.rules.process(reading) + self.patterns.process(reading)
 
     def advance(self, now: datetime) -> list[Finding]:

@@ -1,5 +1,9 @@
 """Pure core of the detector: emergency rules that need no learning, driven by event time.
 
+Leaks, gas, carbon monoxide and silent devices need a little state per device (an open episode,
+how long a level has lasted, when it last spoke); SOS and falls need none and are raised apart
+(detector/alarms.py).
+
 The clock is the newest device timestamp seen (or a tick from the caller), never the wall
 clock, so a replay at any speed gives the same findings. Each finding's id is derived from
 the device and the event time of its onset, so processing the same reading twice yields the
@@ -49,12 +53,6 @@ _FLAG_FINDINGS: tuple[tuple[str, FindingCode, Severity, str], ...] = (
     ("smoke", FindingCode.SMOKE_ALARM, Severity.CRITICAL, "The smoke detector is alarming"),
 )
 
-_EVENT_FINDINGS: dict[DeviceEvent, tuple[FindingCode, Severity, str]] = {
-    DeviceEvent.SOS: (FindingCode.SOS, Severity.CRITICAL, "SOS button pressed"),
-    DeviceEvent.FALL: (FindingCode.FALL, Severity.CRITICAL, "Fall detected by the wearable"),
-    DeviceEvent.LEAK: (FindingCode.WATER_LEAK, Severity.HIGH, "Water leak detected"),
-}
-
 
 class RuleEngine:
     """Keyed by device within home; its whole state pickles for checkpoints."""
@@ -74,8 +72,17 @@ class RuleEngine:
         if reading.channel is not DeviceChannel.STATUS or reading.online:
             state.last_ts = max(state.last_ts, reading.ts)
             state.offline_reported = False
-        if reading.event is not None and reading.event in _EVENT_FINDINGS:
-            findings.extend(self._event(reading, state))
+        if reading.event is DeviceEvent.LEAK and _opens(state, FindingCode.WATER_LEAK):
+            findings.append(
+                self._finding(
+                    reading,
+                    FindingCode.WATER_LEAK,
+                    Severity.HIGH,
+                    "Water leak detected",
+                    reading.ts,
+                    evidence_of(event=reading.event.value, seq=reading.seq),
+                )
+            )
         for field_name, code, severity, summary in _FLAG_FINDINGS:
             flag = getattr(reading, field_name)
             if flag is False:
@@ -102,17 +109,6 @@ class RuleEngine:
 
     def apply(self, feedback: Feedback) -> None:
         """Emergencies need no learning and are never muted, so operator feedback changes nothing here."""
-
-    def _event(self, reading: Reading, state: DeviceState) -> list[Finding]:
-        assert reading.event is not None
-        code, severity, summary = _EVENT_FINDINGS[reading.event]
-        if code is FindingCode.WATER_LEAK and not _opens(state, code):
-            return []
-        return [
-            self._finding(
-                reading, code, severity, summary, reading.ts, evidence_of(event=reading.event.value, seq=reading.seq)
-            )
-        ]
 
     def _gas(self, reading: Reading, state: DeviceState) -> list[Finding]:
         assert reading.ch4_lel_pct is not None

@@ -1,4 +1,9 @@
-"""MQTT adapter of the detector: readings and operator feedback in, findings out, state checkpointed to disk."""
+"""MQTT adapter of the detector: readings and operator feedback in, findings out, state checkpointed to disk.
+
+SOS and falls are not raised here but in the alarm lane's own process (detector/alarm_service.py);
+this process still reads every event, for the state (a press shows its wearable is alive, a leak
+event opens the same episode as a leak flag).
+"""
 
 from __future__ import annotations
 
@@ -12,17 +17,17 @@ from prometheus_client import Counter
 
 from carebed import service, topics
 from carebed.mqtt import Inbound, MqttClient, Outbound, decode, decode_batch
-from carebed.schemas import Feedback, Finding, Reading, dump, utc_now
+from carebed.schemas import Feedback, Finding, Reading, utc_now
 from carebed.settings import Settings
 from detector.checkpoint import Checkpoints
 from detector.core import DetectorCore
+from detector.findings import outbound
 from detector.patterns import PatternConfig
 from detector.rules import RuleConfig
 
 log = logging.getLogger(__name__)
 
 READINGS_IN = Counter("carebed_detector_readings_total", "Readings processed")
-FINDINGS_OUT = Counter("carebed_detector_findings_total", "Findings raised, by code", ["code"])
 FEEDBACK_IN = Counter("carebed_detector_feedback_total", "Operator feedback applied, by kind", ["kind"])
 TICK_S = 5.0
 # Past this a feedback is acknowledged anyway, and the failing checkpoints are loud in logs and metrics.
@@ -44,11 +49,12 @@ def pattern_config(settings: Settings) -> PatternConfig:
 
 
 class StateLock:
-    """The detector's state, shared by its lanes: the telemetry lane lets an urgent lane in between readings.
+    """The detector's state, shared by its lanes: the telemetry lane lets the event lane in between readings.
 
     The telemetry lane holds the state for a whole batch (a hundred readings and more at 100k
-    homes), at the bulk priority (Settings.bulk_nice); an SOS that found it there waited for all of
-    it. Now it waits for one reading at most. `lock` is the plain lock, for everything else.
+    homes), at the bulk priority (Settings.bulk_nice); an event that found it there (an SOS, before
+    the alarm lane had a process of its own; a leak now) waited for all of it. Now it waits for one
+    reading at most. `lock` is the plain lock, for everything else.
     """
 
     def __init__(self) -> None:
@@ -109,14 +115,14 @@ class Detector:
         return self._judge(message, self._state.each)
 
     def handle_events(self, message: Inbound) -> Sequence[Outbound]:
-        """SOS, falls and leaks: ahead of any telemetry waiting for the state."""
+        """SOS, falls and leaks (for the state and the leak's finding): ahead of any telemetry waiting for the state."""
         return self._judge(message, self._state.first)
 
     def _judge(self, message: Inbound, run: Callable[[Judge, list[Reading]], list[Finding]]) -> Sequence[Outbound]:
         readings = decode_batch(Reading, message)
-        findings = run(self.engine.process, readings)
+        findings = run(self.engine.learn, readings)
         READINGS_IN.inc(len(readings))
-        return self._outbound(findings)
+        return outbound(findings)
 
     def handle_feedback(self, message: Inbound) -> Sequence[Outbound]:
         """Away, back and false alarms from operators: rare and they matter, so each is on disk before its ack."""
@@ -138,7 +144,7 @@ class Detector:
         """Let the wall clock move event time on when every device has gone quiet."""
         with self._state.lock:
             findings = self.engine.advance(utc_now() - timedelta(seconds=TICK_S))
-        for out in self._outbound(findings):
+        for out in outbound(findings):
             self.mqtt.publish(out)
 
     def stop(self) -> None:
@@ -146,15 +152,6 @@ class Detector:
         self.feedback.stop()
         self.events.stop()
         self.checkpoints.stop_and_write()
-
-    @staticmethod
-    def _outbound(findings: list[Finding]) -> list[Outbound]:
-        for finding in findings:
-            FINDINGS_OUT.labels(finding.code.value).inc()
-            log.info(
-                "finding", extra={"finding_id": finding.id, "code": finding.code.value, "home_id": finding.home_id}
-            )
-        return [Outbound(topics.findings(f.home_id), dump(f)) for f in findings]
 
 
 def keep_full_collections_short() -> None:

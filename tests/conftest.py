@@ -155,12 +155,13 @@ def service_env(settings: Settings, database: str, twilio: TwilioRecorder) -> di
 
 @pytest.fixture
 def services(service_env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, ServiceProcess]]:
-    """Gateway, detector and alerting as real processes (not started: each test starts what it needs)."""
+    """Gateway, detector, its alarm lane and alerting as real processes (each test starts what it needs)."""
     procs = {
         name: ServiceProcess(name, {**service_env, **extra}, tmp_path / f"{name}.log")
         for name, extra in (
             ("gateway", {"CAREBED_METRICS_PORT": str(free_port())}),
             ("detector", {"CAREBED_METRICS_PORT": str(free_port())}),
+            ("alarms", {"CAREBED_METRICS_PORT": str(free_port())}),
             ("alerting", {}),
         )
     }

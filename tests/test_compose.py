@@ -48,7 +48,17 @@ def config() -> dict[str, Any]:
 
 
 def test_the_stack_has_every_part(config: dict[str, Any]) -> None:
-    expected = {"mosquitto", "broker-auth", "postgres", "influxdb", "grafana", "alerting", "gateway", "detector"}
+    expected = {
+        "mosquitto",
+        "broker-auth",
+        "postgres",
+        "influxdb",
+        "grafana",
+        "alerting",
+        "gateway",
+        "detector",
+        "alarms",
+    }
     assert expected <= set(config["services"])
 
 

@@ -1,4 +1,4 @@
-"""End to end: a wearable's SOS through broker, gateway, detector and alerting to Twilio's Messages API.
+"""End to end: a wearable's SOS through broker, gateway, the detector's alarm lane, alerting and Twilio's API.
 
 Every service runs as its own process; Twilio is Prism serving Twilio's OpenAPI spec, behind a
 recording proxy so the test sees exactly what the real `twilio` client sent.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 from typing import Any
 
 import httpx
@@ -38,7 +39,7 @@ def press_sos(device: MqttClient, settings: Settings, home: HomeSpec) -> None:
 
 def start_pipeline(services: dict[str, ServiceProcess], settings: Settings) -> None:
     start_alerting(services, settings)
-    for name in ("gateway", "detector"):
+    for name in ("gateway", "detector", "alarms"):
         services[name].start().wait_logged("mqtt connected")
 
 
@@ -99,7 +100,10 @@ def test_sos_reaches_the_api_and_twilio(
 
     metrics = {name: scrape(proc) for name, proc in services.items()}
     assert metrics["gateway"]["carebed_gateway_messages_total"] >= 1
-    assert metrics["detector"]['carebed_detector_findings_total{code="sos"}'] == 1
+    assert metrics["alarms"]['carebed_detector_findings_total{code="sos"}'] == 1
+    # The detector reads the press too, for its state, but leaves the alarm to the lane.
+    read = wait_for(lambda: scrape(services["detector"]).get("carebed_detector_readings_total"), 20, "the detector")
+    assert read >= 1 and 'carebed_detector_findings_total{code="sos"}' not in scrape(services["detector"])
     assert metrics["alerting"]['carebed_alerting_findings_total{result="created"}'] == 1
     assert metrics["alerting"]['carebed_alerting_open_alerts{severity="critical",status="open"}'] == 1
     assert metrics["alerting"]["carebed_alerting_dispatch_seconds_count"] == 2  # SMS and call to step 1
@@ -124,7 +128,7 @@ def test_an_sos_published_while_alerting_is_down_arrives_exactly_once(
     start_alerting(services, settings)  # its persistent session now exists on the broker
     services["alerting"].stop()
     services["gateway"].start().wait_logged("mqtt connected")
-    services["detector"].start().wait_logged("mqtt connected")
+    services["alarms"].start().wait_logged("mqtt connected")
     findings = Observer(settings, topics.FINDINGS_SUBSCRIPTION)
     findings.client.start()
     home, marker = registry.homes[0], registry.homes[1]
@@ -149,6 +153,29 @@ def test_an_sos_published_while_alerting_is_down_arrives_exactly_once(
     [only] = alerts_of(api, home.id)
     assert only["id"] == alert["id"] and only["finding_count"] == 1
     assert len(twilio.messages_to(home.responders[0].phone)) == 1
+
+
+def test_an_sos_reaches_twilio_while_the_detector_is_stopped(
+    settings: Settings,
+    registry: RegistryFile,
+    services: dict[str, ServiceProcess],
+    twilio: TwilioRecorder,
+    device: MqttClient,
+) -> None:
+    """The alarm lane is a process of its own: a detector stopped (a long pause, a hang) does not hold an SOS."""
+    start_pipeline(services, settings)
+    detector = services["detector"].process
+    assert detector is not None
+    home = registry.homes[1]
+    detector.send_signal(signal.SIGSTOP)
+    try:
+        press_sos(device, settings, home)
+        api = login(alerting_url(settings))
+        [alert] = wait_for(lambda: alerts_of(api, home.id), 20, "the SOS alert while the detector is stopped")
+        wait_for(lambda: sent_notification(api, alert["id"]), 20, "its SMS")
+        assert len(twilio.messages_to(home.responders[0].phone)) == 1
+    finally:
+        detector.send_signal(signal.SIGCONT)
 
 
 def test_console_and_api_require_a_login_and_actions_a_csrf_token(

@@ -19,6 +19,7 @@ from carebed.registry import RegistryFile, import_registry
 from carebed.schemas import DeadLetter, Finding, FindingCode, RejectReason, utc_now
 from carebed.settings import Settings
 from carebed.topics import DeviceChannel
+from detector.alarm_service import AlarmLane
 from detector.service import Detector
 from gateway.service import Gateway
 from tests.support import Observer
@@ -32,11 +33,14 @@ def running(settings: Settings, database: str) -> Iterator[tuple[Gateway, Detect
     gateway = Gateway(settings)
     gateway.refresh_registry()
     detector = Detector(settings)
+    alarms = AlarmLane(settings)
     gateway.start()
     detector.start()
+    alarms.mqtt.start()
     yield gateway, detector
     gateway.stop()
     detector.stop()
+    alarms.mqtt.stop()
 
 
 def observe(settings: Settings, topic_filter: str) -> Observer:

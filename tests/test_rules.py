@@ -1,4 +1,4 @@
-"""Unit tests of the detector's rules, in event time."""
+"""Unit tests of the detector's alarms and rules, in event time."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from typing import Any
 
 from carebed.schemas import DeviceEvent, DeviceKind, Finding, FindingCode, Reading, Severity
 from carebed.topics import DeviceChannel
+from detector.alarms import alarms_of
 from detector.rules import RuleConfig, RuleEngine
 
 T0 = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
+ALARM_EVENTS = (DeviceEvent.SOS, DeviceEvent.FALL)
 KIND = {"w": DeviceKind.WEARABLE, "m": DeviceKind.WATER_METER, "g": DeviceKind.GAS_SENSOR}
 
 
@@ -31,13 +33,24 @@ def run(engine: RuleEngine, readings: list[Reading]) -> list[Finding]:
     return [finding for r in readings for finding in engine.process(r)]
 
 
-def test_sos_raises_a_critical_finding_with_a_stable_id() -> None:
-    sos = reading("w1", 1, DeviceChannel.EVENT, event=DeviceEvent.SOS, seq=3)
-    first = RuleEngine(RuleConfig()).process(sos)
-    again = RuleEngine(RuleConfig()).process(sos)
-    assert [f.code for f in first] == [FindingCode.SOS]
-    assert first[0].severity is Severity.CRITICAL
-    assert first[0].id == again[0].id
+def test_sos_and_falls_raise_a_critical_finding_each_with_a_stable_id_and_no_state() -> None:
+    presses = [reading("w1", m, DeviceChannel.EVENT, event=event, seq=m) for m, event in enumerate(ALARM_EVENTS)]
+    first = [finding for press in presses for finding in alarms_of(press)]
+    assert [(f.code, f.severity, f.ts) for f in first] == [
+        (FindingCode.SOS, Severity.CRITICAL, T0),
+        (FindingCode.FALL, Severity.CRITICAL, T0 + timedelta(minutes=1)),
+    ]
+    assert [f.id for press in presses for f in alarms_of(press)] == [f.id for f in first]
+    # A second press a minute later is a second alarm, not a copy of the first.
+    assert alarms_of(reading("w1", 2, DeviceChannel.EVENT, event=DeviceEvent.SOS))[0].id != first[0].id
+
+
+def test_the_rules_leave_sos_and_falls_to_the_alarm_lane_and_nothing_else_is_an_alarm() -> None:
+    events = [reading("w1", m, DeviceChannel.EVENT, event=event) for m, event in enumerate(DeviceEvent)]
+    findings = run(RuleEngine(RuleConfig()), events)
+    assert [f.code for f in findings] == [FindingCode.WATER_LEAK]
+    assert [f.code for e in events for f in alarms_of(e)] == [FindingCode.SOS, FindingCode.FALL]
+    assert alarms_of(reading("w1", 9, steps=100, worn=True)) == []
 
 
 def test_gas_alarm_fires_once_per_episode() -> None:
@@ -88,13 +101,13 @@ def test_replay_after_a_checkpoint_gives_the_same_findings() -> None:
     readings = [
         reading("g1", m, ch4_lel_pct=20 if m % 17 == 0 else 1, co_ppm=120 if 30 <= m < 50 else 1) for m in range(90)
     ]
-    readings += [reading("w1", 45, DeviceChannel.EVENT, event=DeviceEvent.FALL)]
+    readings += [reading("m1", 45, DeviceChannel.EVENT, event=DeviceEvent.LEAK)]
     straight = run(RuleEngine(RuleConfig()), readings)
     engine = RuleEngine(RuleConfig())
     head = run(engine, readings[:40])
     restored: RuleEngine = pickle.loads(pickle.dumps(engine))
     assert head + run(restored, readings[40:]) == straight
-    assert {f.code for f in straight} == {FindingCode.GAS_ALARM, FindingCode.CO_ALARM, FindingCode.FALL}
+    assert {f.code for f in straight} == {FindingCode.GAS_ALARM, FindingCode.CO_ALARM, FindingCode.WATER_LEAK}
 
 
 def test_a_detectors_own_alarm_flags_fire_once_per_episode() -> None:
