@@ -45,7 +45,7 @@ class Checkpoints:
     """One checkpoint file and a thread that has a child write it every `every_s` seconds, or when asked.
 
     `state_lock` guards the engine: the fork happens under it, so each child writes a whole state.
-    Children run `bulk_nice` levels below the service (Settings.bulk_nice).
+    The thread and its children run `bulk_nice` levels below the service (Settings.bulk_nice).
     """
 
     def __init__(self, path: Path, every_s: float, state_lock: threading.Lock, bulk_nice: int = 0) -> None:
@@ -109,7 +109,10 @@ class Checkpoints:
             LAST_WRITTEN.set_to_current_time()
 
     def _run(self) -> None:
+        """At bulk priority, the forks included: at 100k homes the kernel copies a 5 GB process's page
+        tables for each, 127 ms on one of the two cores, which the SOS path's threads then preempt."""
         assert self._engine is not None
+        service.deprioritise_thread(self.bulk_nice)
         while True:
             with self._changed:
                 self._changed.wait_for(lambda: self._stopping or self._requested > self._forked, self.every_s)
@@ -126,7 +129,7 @@ class Checkpoints:
             forked_at = time.monotonic()
             pid = os.fork()
             if pid == 0:
-                _write_and_exit(self.path, engine, self.bulk_nice)
+                _write_and_exit(self.path, engine)
             FORK_SECONDS.observe(time.monotonic() - forked_at)
             with self._changed:
                 self._forked += 1
@@ -161,11 +164,10 @@ def write_checkpoint(path: Path, engine: DetectorCore) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _write_and_exit(path: Path, engine: DetectorCore, bulk_nice: int) -> NoReturn:
-    """The child's whole life. Other threads' locks were copied as they stood at the fork, so it
-    touches nothing but its file and, if that fails, the log (whose locks Python re-creates)."""
+def _write_and_exit(path: Path, engine: DetectorCore) -> NoReturn:
+    """The child's whole life, at the forking thread's bulk priority. Other threads' locks were copied as they stood
+    at the fork, so it touches nothing but its file and, if that fails, the log (whose locks Python re-creates)."""
     gc.disable()  # a collection would copy every page it touches
-    service.deprioritise_thread(bulk_nice)
     exit_code = 1
     try:
         write_checkpoint(path, engine)

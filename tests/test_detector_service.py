@@ -3,6 +3,7 @@ checkpoints written by a forked child while the service goes on."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -135,7 +136,7 @@ def test_feedback_is_on_disk_before_it_is_acknowledged(
     assert "home-back" in restored_homes(settings)
 
 
-def test_periodic_checkpoints_come_from_a_child_and_a_failed_one_is_counted_and_retried(
+def test_periodic_checkpoints_come_from_a_child_forked_at_bulk_priority_and_a_failed_one_is_counted_and_retried(
     settings: Settings, device: MqttClient
 ) -> None:
     failures = metric("carebed_detector_checkpoint_failures_total")
@@ -145,6 +146,10 @@ def test_periodic_checkpoints_come_from_a_child_and_a_failed_one_is_counted_and_
     state.mkdir(parents=True)  # a directory where the file goes: every write fails at its rename
     detector.start()
     try:
+        forker = detector.checkpoints._thread.native_id
+        assert forker is not None
+        bulk = min(19, os.getpriority(os.PRIO_PROCESS, 0) + settings.bulk_nice)
+        wait_for(lambda: os.getpriority(os.PRIO_PROCESS, forker) == bulk, 10, "the forking thread at bulk priority")
         for reading in day_then_silence("home-periodic")[:10]:
             device.publish(Outbound(topics.READINGS, dump(reading), batched=True))
         wait_for(lambda: "home-periodic" in detector.engine.patterns.homes, 30, "the readings to be processed")
