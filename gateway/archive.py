@@ -6,16 +6,22 @@ the spool folder as line protocol and replayed, oldest first, once InfluxDB answ
 Should the in-memory batch fill up faster than it drains, it goes to the spool at once.
 A gateway crash can lose at most the current in-memory batch of archive points (never an
 alert: the archive is off the alert path).
+
+The gateway's processes (one per lane, gateway/service.py) share the spool folder: any of them
+replays any file, each under an exclusive lock, so a batch is sent once whoever spooled it, and a
+writer that dies mid-replay leaves its file to the others.
 """
 
 from __future__ import annotations
 
-import itertools
+import fcntl
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +78,6 @@ class Archive:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="archive", daemon=True)
-        self._sequence = itertools.count()
         SPOOLED_FILES.set_function(lambda: len(list(self._spooled())))
 
     def start(self) -> None:
@@ -126,7 +131,8 @@ class Archive:
         return True
 
     def _spool(self, lines: list[str]) -> None:
-        path = self.config.spool_dir / f"{time.time_ns():020d}-{next(self._sequence):06d}.lp"
+        # Oldest first by name; the random part keeps the processes sharing the folder apart.
+        path = self.config.spool_dir / f"{time.time_ns():020d}-{secrets.token_hex(6)}.lp"
         tmp = path.with_suffix(".tmp")
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
         os.replace(tmp, path)
@@ -138,9 +144,29 @@ class Archive:
     def _replay_spool(self) -> bool:
         """Send spooled batches oldest first; stop at the first failure. True if the spool is empty."""
         for path in self._spooled():
-            lines = path.read_text(encoding="utf-8").splitlines()
-            if not self._send(lines):
-                return False
-            path.unlink()
-            POINTS.labels("replayed").inc(len(lines))
+            with _claim(path) as lines:
+                if lines is None:
+                    continue
+                if not self._send(lines):
+                    return False
+                path.unlink()
+                POINTS.labels("replayed").inc(len(lines))
         return True
+
+
+@contextmanager
+def _claim(path: Path) -> Iterator[list[str] | None]:
+    """A spooled batch's lines, locked for the caller; None if another process is replaying it or has."""
+    try:
+        file = path.open(encoding="utf-8")
+    except FileNotFoundError:
+        yield None
+        return
+    with file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield None
+            return
+        # Locked only after its replayer had unlinked it and let go.
+        yield None if os.fstat(file.fileno()).st_nlink == 0 else file.read().splitlines()

@@ -77,7 +77,10 @@ def heart_rate(minute: int) -> Reading:
     )  # fmt: skip
 
 
-def test_readings_survive_an_influxdb_outage_without_loss_or_duplicates(victoria: Victoria, tmp_path: Path) -> None:
+def test_readings_of_two_writers_sharing_a_spool_survive_an_outage_without_loss_or_duplicates(
+    victoria: Victoria, tmp_path: Path
+) -> None:
+    """The gateway's lanes run as two processes with one spool: each batch is replayed once, by either."""
     spool = tmp_path / "spool"
     config = ArchiveConfig(
         url=victoria.url,
@@ -85,21 +88,22 @@ def test_readings_survive_an_influxdb_outage_without_loss_or_duplicates(victoria
         org="carebed",
         bucket="telemetry",
         spool_dir=spool,
-        batch_size=20,
+        batch_size=10,
         flush_s=0.1,
         retry_s=0.2,
     )
-    archive = Archive(config)
-    archive.start()
+    writers = [Archive(config), Archive(config)]
+    for writer in writers:
+        writer.start()
     try:
         for minute in range(50):
-            archive.add(heart_rate(minute))
+            writers[minute % 2].add(heart_rate(minute))
         wait_for(lambda: len(victoria.samples("reading_heart_rate_bpm")) == 50, 30, "the first 50 points")
 
         victoria.stop()
         for minute in range(50, 80):
-            archive.add(heart_rate(minute))
-        wait_for(lambda: list(spool.glob("*.lp")), 30, "the batch to be spooled during the outage")
+            writers[minute % 2].add(heart_rate(minute))
+        wait_for(lambda: len(list(spool.glob("*.lp"))) >= 2, 30, "both writers' batches to be spooled")
 
         victoria.start()
         wait_for(lambda: not list(spool.glob("*.lp")), 30, "the spool to be replayed")
@@ -113,4 +117,5 @@ def test_readings_survive_an_influxdb_outage_without_loss_or_duplicates(victoria
         assert sorted(values) == sorted(float(60 + m % 30) for m in range(80))
         assert len(victoria.samples("reading_worn")) == 80
     finally:
-        archive.stop()
+        for writer in writers:
+            writer.stop()
