@@ -1,6 +1,6 @@
 """`carebed bench`: throughput, latency and memory of the pipeline on this machine, all on loopback.
 
-One process tree: a private Mosquitto, the real services (`carebed gateway|detector|alarms|alerting`),
+One process tree: a private Mosquitto, the real services (each process of `carebed up`, carebed.stack),
 the real simulator as load generator (`carebed simulate --json`), a bare counting subscriber for
 the ceiling, and a loopback stand-in for Twilio's Messages API that notes when each SMS request
 arrives. Phases:
@@ -44,6 +44,7 @@ from carebed.mqtt import MqttClient, Outbound
 from carebed.registry import RegistryFile, import_registry
 from carebed.schemas import DeviceKind, Reading, utc_now
 from carebed.settings import Settings
+from carebed.stack import SERVICES
 from carebed.topics import DeviceChannel
 from detector.checkpoint import write_checkpoint
 from detector.core import DetectorCore
@@ -210,19 +211,19 @@ class Bench:
 
     @contextmanager
     def _services(self) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
-        ports = {"gateway": free_port(), "detector": free_port(), "alarms": free_port()}
+        ports = {name: free_port() for name in SERVICES if name != "alerting"}
         http = free_port()
         self.public_url = f"http://127.0.0.1:{http}"
         services: dict[str, subprocess.Popen[bytes]] = {}
         logs = self.folder / "logs"
         logs.mkdir(exist_ok=True)
-        for name in ("alerting", "gateway", "detector", "alarms"):
+        for name, args in SERVICES.items():
             env = {**self.env, "CAREBED_HTTP_PORT": str(http), "CAREBED_PUBLIC_URL": self.public_url}
             if name in ports:
                 env["CAREBED_METRICS_PORT"] = str(ports[name])
             with (logs / f"{name}.log").open("wb") as log:
                 services[name] = subprocess.Popen(
-                    [sys.executable, "-m", "carebed", name], env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL
+                    [sys.executable, "-m", "carebed", *args], env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL
                 )
         self.metrics_ports = ports
         try:

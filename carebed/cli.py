@@ -64,11 +64,18 @@ def up(demo: bool, port: int, data_dir: Path, registry: Path | None, homes: int,
 
 
 @main.command()
-def gateway() -> None:
+@click.option(
+    "--lane",
+    "lanes",
+    type=click.Choice(["telemetry", "events"]),
+    multiple=True,
+    help="Run only this lane (repeatable); default: both. Under load, run each lane as a process of its own.",
+)
+def gateway(lanes: tuple[str, ...]) -> None:
     """Run the gateway (settings from CAREBED_* variables)."""
-    from gateway.service import run
+    from gateway.service import Lane, run
 
-    run(get_settings())
+    run(get_settings(), [Lane(lane) for lane in lanes] or list(Lane))
 
 
 @main.command()

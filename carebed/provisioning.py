@@ -57,8 +57,8 @@ SERVICE_ACL: dict[str, tuple[tuple[str, str], ...]] = {
     "carebed-observer": (("read", f"{PREFIX}/#"),),
 }
 
-# The detector's alarm lane runs in a process of its own, as part of the detector: same account.
-_SHARED_ACCOUNTS = {"alarms": "carebed-detector"}
+# A lane that runs in a process of its own is still part of its service: same account.
+_SHARED_ACCOUNTS = {"alarms": "carebed-detector", "gateway-events": "carebed-gateway"}
 
 
 def service_account(process: str) -> str:

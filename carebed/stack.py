@@ -25,6 +25,15 @@ from carebed.registry import RegistryFile, import_registry
 from carebed.settings import Settings
 
 RESTART_BACKOFF_S = 2.0
+# Each service process and the command that starts it. Both lanes on the SOS path (the gateway's
+# events, the detector's alarms) run in processes of their own, beside the bulk work.
+SERVICES: dict[str, tuple[str, ...]] = {
+    "alerting": ("alerting",),
+    "gateway": ("gateway", "--lane", "telemetry"),
+    "gateway-events": ("gateway", "--lane", "events"),
+    "detector": ("detector",),
+    "alarms": ("alarms",),
+}
 
 
 @dataclass
@@ -95,14 +104,14 @@ class Stack:
             env["CAREBED_GATEWAY_MAX_FUTURE_SKEW_S"] = "null"
             (data / "detector" / "state.pickle").unlink(missing_ok=True)
         logs = data / "logs"
-        services = [(name, [name]) for name in ("alerting", "gateway", "detector", "alarms")]
+        services = [(name, list(args)) for name, args in SERVICES.items()]
         if self.simulate is not None:
             services.append(("simulator", ["simulate", *self.simulate]))
         children = []
         for name, args in services:
             account = service_account(name)
             child_env = {**env, "CAREBED_MQTT_USERNAME": account, "CAREBED_MQTT_PASSWORD": accounts[account]}
-            if name in ("gateway", "detector", "alarms"):
+            if name in SERVICES and name != "alerting":  # alerting serves /metrics on its HTTP port
                 child_env["CAREBED_METRICS_PORT"] = str(free_port())
             children.append(Child(name, args, logs / f"{name}.log", child_env))
         try:

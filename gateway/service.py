@@ -1,11 +1,19 @@
-"""MQTT adapter of the gateway: device topics in, readings and dead letters out."""
+"""MQTT adapter of the gateway: device topics in, readings and dead letters out.
+
+The gateway has two lanes. Device events (SOS, falls, leaks) come on a session of their own and
+leave at once; telemetry, status and the vendor formats are batched and run at bulk priority.
+One process can run both lanes, or each lane can run in a process of its own (`--lane`), which
+is how `carebed up` and docker-compose run them: the bulk lane's niced thread, preempted while it
+held the GIL, kept the event lane waiting under load (docs/performance.md, seventh round).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import timedelta
+from enum import StrEnum
 
 from prometheus_client import Counter, Gauge
 
@@ -30,8 +38,13 @@ FRAME_GAPS = Gauge("carebed_gateway_lorawan_frame_gaps", "LoRaWAN uplinks missin
 DUPLICATE_UPLINKS = Gauge("carebed_gateway_duplicate_uplinks", "Repeated ChirpStack uplinks dropped since start")
 
 
+class Lane(StrEnum):
+    TELEMETRY = "telemetry"  # telemetry and status of native devices, and every vendor format
+    EVENTS = "events"  # native device events
+
+
 class Gateway:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, lanes: Collection[Lane] = tuple(Lane)) -> None:
         self.settings = settings
         self._sessions = make_sessionmaker(make_engine(settings.sqlalchemy_url))
         self._directory: dict[str, DeviceEntry] = {}
@@ -41,20 +54,25 @@ class Gateway:
         FRAME_GAPS.set_function(lambda: self.normaliser.chirpstack.frame_gaps)
         DUPLICATE_UPLINKS.set_function(lambda: self.normaliser.chirpstack.duplicates)
         self.archive = _archive(settings)
-        self.mqtt = MqttClient(settings, client_id="carebed-gateway", batch_window_s=BATCH_WINDOW_S, bulk=True)
-        for adapter in self.normaliser.adapters:
-            for subscription in adapter.subscriptions:
-                self.mqtt.subscribe(subscription, self.handle)
-        self.events = MqttClient(settings, client_id="carebed-gateway-events")
-        self.events.subscribe(topics.DEVICE_EVENT_SUBSCRIPTION, self.handle)
+        self.clients: list[MqttClient] = []
+        if Lane.EVENTS in lanes:
+            events = MqttClient(settings, client_id="carebed-gateway-events")
+            events.subscribe(topics.DEVICE_EVENT_SUBSCRIPTION, self.handle)
+            self.clients.append(events)
+        if Lane.TELEMETRY in lanes:
+            bulk = MqttClient(settings, client_id="carebed-gateway", batch_window_s=BATCH_WINDOW_S, bulk=True)
+            for adapter in self.normaliser.adapters:
+                for subscription in adapter.subscriptions:
+                    bulk.subscribe(subscription, self.handle)
+            self.clients.append(bulk)
 
     def start(self) -> None:
-        self.events.start()
-        self.mqtt.start()
+        for client in self.clients:
+            client.start()
 
     def stop(self) -> None:
-        self.mqtt.stop()
-        self.events.stop()
+        for client in reversed(self.clients):
+            client.stop()
 
     def refresh_registry(self) -> None:
         with self._sessions() as session:
@@ -99,9 +117,10 @@ def _archive(settings: Settings) -> Archive | None:
     )
 
 
-def run(settings: Settings) -> None:
-    stopping = service.start("gateway", settings, settings.metrics_port)
-    gateway = Gateway(settings)
+def run(settings: Settings, lanes: Collection[Lane] = tuple(Lane)) -> None:
+    name = "gateway-events" if set(lanes) == {Lane.EVENTS} else "gateway"
+    stopping = service.start(name, settings, settings.metrics_port)
+    gateway = Gateway(settings, lanes)
     service.wait_for_database(gateway.refresh_registry)
     if gateway.archive is not None:
         gateway.archive.start()

@@ -19,6 +19,7 @@ from carebed.mqtt import MqttClient
 from carebed.postgres import create_database, postgres_server
 from carebed.registry import RegistryFile, import_registry
 from carebed.settings import Settings
+from carebed.stack import SERVICES
 from simulators.homes import build_registry
 from tests.support import ServiceProcess, TwilioRecorder
 
@@ -155,15 +156,14 @@ def service_env(settings: Settings, database: str, twilio: TwilioRecorder) -> di
 
 @pytest.fixture
 def services(service_env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, ServiceProcess]]:
-    """Gateway, detector, its alarm lane and alerting as real processes (each test starts what it needs)."""
+    """Each service process of `carebed up` (each test starts what it needs)."""
     procs = {
-        name: ServiceProcess(name, {**service_env, **extra}, tmp_path / f"{name}.log")
-        for name, extra in (
-            ("gateway", {"CAREBED_METRICS_PORT": str(free_port())}),
-            ("detector", {"CAREBED_METRICS_PORT": str(free_port())}),
-            ("alarms", {"CAREBED_METRICS_PORT": str(free_port())}),
-            ("alerting", {}),
+        name: ServiceProcess(
+            name,
+            {**service_env, **({} if name == "alerting" else {"CAREBED_METRICS_PORT": str(free_port())})},
+            tmp_path / f"{name}.log",
         )
+        for name in SERVICES
     }
     yield procs
     for proc in procs.values():

@@ -25,6 +25,7 @@ from carebed import topics
 from carebed.mqtt import Inbound, MqttClient, Outbound, decode_batch
 from carebed.schemas import Finding, FindingCode, Reading, Severity, dump, utc_now
 from carebed.settings import Settings
+from carebed.stack import SERVICES
 
 T = TypeVar("T")
 # Readings travel in two lanes: routine telemetry and status, and events (SOS, fall, leak).
@@ -61,7 +62,7 @@ def wait_for(condition: Callable[[], T | None], timeout: float, what: str, inter
 
 @dataclass
 class ServiceProcess:
-    """One carebed service (`python -m carebed NAME`) as a real process with its own environment."""
+    """One carebed service process (as `carebed up` starts it) with its own environment."""
 
     name: str
     env: dict[str, str]
@@ -71,7 +72,7 @@ class ServiceProcess:
     def start(self) -> ServiceProcess:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "carebed", self.name],
+                [sys.executable, "-m", "carebed", *SERVICES.get(self.name, (self.name,))],
                 env={**os.environ, **self.env},
                 stdout=log,
                 stderr=log,

@@ -12,6 +12,7 @@ import pytest
 
 from benchmarks.pipeline import write_warm_detector_state
 from carebed.settings import Settings
+from carebed.stack import SERVICES
 from detector.checkpoint import Checkpoints
 from simulators.homes import build_registry
 
@@ -47,12 +48,12 @@ def test_a_short_bench_reports_consistent_figures(database: str, state: str, opt
         assert slowest["total"] == pytest.approx(sum(slowest[s] for s in stages["p50"]), abs=0.3)
         # Every process on the SOS's way ran during the presses, so each has a mean wait.
         scheduler = figures["scheduler"][phase]
-        on_the_way = {"alerting", "gateway", "alarms", "mosquitto", "bench"}
-        others = {"detector", "activity rollup"} | ({"simulator"} if phase == "load" else set())
+        on_the_way = {"alerting", "gateway-events", "alarms", "mosquitto", "bench"}
+        others = {"gateway", "detector", "activity rollup"} | ({"simulator"} if phase == "load" else set())
         assert set(scheduler) == on_the_way | others
         assert all(0 <= s["busy_pct"] <= 200 for s in scheduler.values())
         assert all(scheduler[p]["busy_pct"] > 0 and scheduler[p]["run_queue_wait_us"] >= 0 for p in on_the_way)
-    assert set(figures["rss_mb"]) == {"alerting", "gateway", "detector", "alarms", "mosquitto"}
+    assert set(figures["rss_mb"]) == {*SERVICES, "mosquitto"}
     assert all(mb > 1 for mb in figures["rss_mb"].values())
     assert figures["detector_bytes_per_home"] > 0
     assert figures["detector_checkpoints"]["failed"] == 0

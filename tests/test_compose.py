@@ -56,6 +56,7 @@ def test_the_stack_has_every_part(config: dict[str, Any]) -> None:
         "grafana",
         "alerting",
         "gateway",
+        "gateway-events",
         "detector",
         "alarms",
     }
