@@ -186,5 +186,5 @@ def _record_seen(session: Session, seen: dict[str, Seen]) -> None:
         },
         where=DeviceSeen.last_seen <= new.last_seen,
     )
-    rows = [{"device_id": device_id, **asdict(sighting)} for device_id, sighting in seen.items()]
+    rows = [{"device_id": device_id, **sighting._asdict()} for device_id, sighting in seen.items()]
     session.execute(statement, rows)
