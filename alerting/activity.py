@@ -74,7 +74,7 @@ class ActivityProcess:
 def _run_recorder(settings: Settings, urgent: UrgentWork, lifeline: Connection) -> None:
     stopping = service.start("alerting-activity", settings, None)
     threading.Thread(target=_stop_with_parent, args=(lifeline, stopping), name="lifeline", daemon=True).start()
-    engine = make_engine(settings.sqlalchemy_url, wait_for_disk=False)  # chart data: see the module docstring
+    engine = make_engine(settings.sqlalchemy_url, bulk=True)  # chart data: see the module docstring
     recorder = ActivityRecorder(settings, make_sessionmaker(engine), urgent)
     recorder.start()
     service.ready()

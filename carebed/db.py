@@ -17,7 +17,16 @@ from sqlalchemy.types import TypeDecorator
 
 from carebed.schemas import utc_now
 
-__all__ = ["Base", "UtcDateTime", "make_engine", "make_sessionmaker", "migrate", "utc_now"]
+__all__ = [
+    "SQLITE_BULK_CHECKPOINT_PAGES",
+    "SQLITE_URGENT_CHECKPOINT_PAGES",
+    "Base",
+    "UtcDateTime",
+    "make_engine",
+    "make_sessionmaker",
+    "migrate",
+    "utc_now",
+]
 
 _NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -25,6 +34,12 @@ _NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# WAL pages (4 KiB each) past which a commit copies the WAL back (see make_engine): SQLite's
+# default for the bulk writer.
+SQLITE_BULK_CHECKPOINT_PAGES = 1000
+SQLITE_URGENT_CHECKPOINT_PAGES = 10_000
 
 
 class UtcDateTime(TypeDecorator[Any]):
@@ -49,12 +64,18 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[str]: JSON}
 
 
-def make_engine(url: str, wait_for_disk: bool = True) -> Engine:
-    """`wait_for_disk=False` is for data a crash may lose a moment of (the activity charts): on PostgreSQL
-    its commits then return before the WAL reaches the disk, and leave the disk to the alert path's
-    commits. SQLite's WAL with synchronous=NORMAL never waits for the disk at commit."""
+def make_engine(url: str, bulk: bool = False) -> Engine:
+    """`bulk=True` is for data written in volume that a crash may lose a moment of (the activity charts).
+
+    On PostgreSQL its commits return before the WAL reaches the disk, and leave the disk to the
+    alert path's commits. On SQLite (whose WAL with synchronous=NORMAL never waits for the disk at
+    commit) its connections copy the WAL back into the database: the commit that takes the WAL past
+    `wal_autocheckpoint` pages does it, and the bulk writer, which writes nearly every page, is the
+    one that should. Other connections do so only past a much larger WAL, should no bulk writer run.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
+        checkpoint_pages = SQLITE_BULK_CHECKPOINT_PAGES if bulk else SQLITE_URGENT_CHECKPOINT_PAGES
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -62,10 +83,11 @@ def make_engine(url: str, wait_for_disk: bool = True) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA wal_autocheckpoint={checkpoint_pages}")
             cursor.close()
 
         return engine
-    options = {} if wait_for_disk else {"options": "-c synchronous_commit=off"}
+    options = {"options": "-c synchronous_commit=off"} if bulk else {}
     return create_engine(url, pool_pre_ping=True, connect_args=options)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
@@ -14,7 +15,7 @@ from alerting.activity import ActivityRecorder
 from alerting.models import ActivityBucket, DeviceSeen
 from alerting.urgency import UrgentWork
 from carebed import topics
-from carebed.db import make_engine, make_sessionmaker, migrate
+from carebed.db import SQLITE_BULK_CHECKPOINT_PAGES, make_engine, make_sessionmaker, migrate
 from carebed.mqtt import Inbound
 from carebed.postgres import create_database
 from carebed.schemas import DeviceKind, Reading, dump, utc_now
@@ -75,13 +76,34 @@ def test_flushes_add_to_the_buckets_and_the_newest_sighting_stays(
     assert (seen.last_seen, seen.battery_pct, seen.online) == (T0 + timedelta(minutes=10), 90.0, True)
 
 
-@pytest.mark.parametrize(("wait_for_disk", "synchronous_commit"), [(True, "on"), (False, "off")])
+@pytest.mark.parametrize(("bulk", "synchronous_commit"), [(False, "on"), (True, "off")])
 def test_only_chart_data_commits_before_postgresql_has_its_wal_on_disk(
-    postgres: str, wait_for_disk: bool, synchronous_commit: str
+    postgres: str, bulk: bool, synchronous_commit: str
 ) -> None:
-    engine = make_engine(create_database(postgres, f"t_{secrets.token_hex(6)}"), wait_for_disk=wait_for_disk)
+    engine = make_engine(create_database(postgres, f"t_{secrets.token_hex(6)}"), bulk=bulk)
     try:
         with engine.connect() as connection:
             assert connection.execute(text("SHOW synchronous_commit")).scalar_one() == synchronous_commit
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("bulk", [False, True])
+def test_on_sqlite_the_chart_writer_copies_the_wal_back_not_the_alert_path(tmp_path: Path, bulk: bool) -> None:
+    """The commit that takes the WAL past its limit copies it into the database: an alert's commit should not."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'carebed.db'}", bulk=bulk)
+    pages = SQLITE_BULK_CHECKPOINT_PAGES + 500
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE scratch (payload BLOB)"))
+        for _ in range(pages // 10):
+            with engine.begin() as connection:
+                connection.execute(text("INSERT INTO scratch VALUES (randomblob(4000))"), [{}] * 10)
+        with engine.connect() as connection:
+            _, wal_frames, _ = connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+    finally:
+        engine.dispose()
+    if bulk:
+        assert wal_frames < SQLITE_BULK_CHECKPOINT_PAGES  # copied back, and the WAL started over
+    else:
+        assert wal_frames >= pages  # left for the bulk writer
