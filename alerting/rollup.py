@@ -32,7 +32,7 @@ class Usage:
 
 
 class Seen(NamedTuple):
-    """A device's latest sighting; a tuple of plain values for the same reason as :class:`_Totals`."""
+    """A device's latest sighting, kept until the next flush."""
 
     home_id: str
     last_seen: datetime
@@ -40,18 +40,11 @@ class Seen(NamedTuple):
     online: bool
 
 
-class _Totals(NamedTuple):
-    """A device's last cumulative totals, one per device for good (300k at 100k homes).
-
-    A tuple of plain values, which the garbage collector stops tracking after its first young
-    collection: as objects they made each full collection of the rollup process take 150-350 ms
-    under load (docs/performance.md).
-    """
-
-    ts: datetime
-    water_l: float | None
-    gas_m3: float | None
-    steps: int | None
+# A device's last cumulative totals (ts, water_l, gas_m3, steps), one per device for good: 300k at
+# 100k homes. A plain tuple of plain values, which the garbage collector stops tracking (it does
+# not for a NamedTuple or a dataclass instance): a full collection of the rollup's state took
+# 281 ms with dataclasses, 48-62 with NamedTuples, 0 with tuples (`python -m benchmarks.rollup`).
+_Totals = tuple[datetime, float | None, float | None, int | None]
 
 
 def _newer(old: _V | None, new: _V | None) -> _V | None:
@@ -78,20 +71,19 @@ class ActivityRollup:
         usage.readings += 1
         previous = self._totals.get(reading.device_id)
         if previous is None:
-            self._totals[reading.device_id] = _Totals(
-                reading.ts, reading.water_volume_l, reading.gas_volume_m3, reading.steps
-            )
+            self._totals[reading.device_id] = (reading.ts, reading.water_volume_l, reading.gas_volume_m3, reading.steps)
             return
-        if reading.ts < previous.ts:
+        ts, water_l, gas_m3, steps = previous
+        if reading.ts < ts:
             return
-        usage.water_l += _delta(previous.water_l, reading.water_volume_l)
-        usage.gas_m3 += _delta(previous.gas_m3, reading.gas_volume_m3)
-        usage.steps += int(_delta(previous.steps, reading.steps))
-        self._totals[reading.device_id] = _Totals(
+        usage.water_l += _delta(water_l, reading.water_volume_l)
+        usage.gas_m3 += _delta(gas_m3, reading.gas_volume_m3)
+        usage.steps += int(_delta(steps, reading.steps))
+        self._totals[reading.device_id] = (
             reading.ts,
-            _newer(previous.water_l, reading.water_volume_l),
-            _newer(previous.gas_m3, reading.gas_volume_m3),
-            _newer(previous.steps, reading.steps),
+            _newer(water_l, reading.water_volume_l),
+            _newer(gas_m3, reading.gas_volume_m3),
+            _newer(steps, reading.steps),
         )
 
     def _see(self, reading: Reading) -> None:

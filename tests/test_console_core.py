@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -53,6 +54,18 @@ def test_rollup_ignores_an_older_reading_so_a_redelivery_adds_nothing() -> None:
     buckets, seen = rollup.drain()
     assert sum(u.steps for u in buckets.values()) == 40
     assert seen["w-1"].last_seen == T0 + timedelta(minutes=10)
+
+
+def test_the_rollup_s_running_totals_leave_the_garbage_collector_nothing_to_scan() -> None:
+    """One per device for good; as objects, 300k of them made each full collection take 280 ms."""
+    rollup = ActivityRollup()
+    for device in range(100):
+        rollup.add(reading(0, device=f"m-{device}", water_volume_l=1.0))
+        rollup.add(reading(1, device=f"m-{device}", water_volume_l=2.0))
+    rollup.drain()
+    gc.collect()
+    totals = list(rollup._totals.values())
+    assert len(totals) == 100 and not any(gc.is_tracked(device_totals) for device_totals in totals)
 
 
 def test_bucket_start() -> None:
