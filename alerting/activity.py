@@ -16,6 +16,7 @@ import contextlib
 import logging
 import multiprocessing
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
@@ -42,6 +43,8 @@ RETENTION = timedelta(days=7)
 # SOS load p99 48 → 43 ms (docs/performance.md).
 FLUSH_ROWS = 50
 STOP_TIMEOUT_S = 30.0
+# A chunk that holds SQLite's write lock longer than this is logged: an alert may have waited for it.
+SLOW_CHUNK_S = 0.02
 
 
 class ActivityProcess:
@@ -98,6 +101,7 @@ class ActivityRecorder:
         self._urgent = urgent
         self._flush_s = flush_s
         self._rollup = ActivityRollup()
+        # Held by the readings lane while it decodes and adds, and by a flush while it writes a chunk.
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="activity", daemon=True)
@@ -117,9 +121,8 @@ class ActivityRecorder:
         self.flush()
 
     def handle(self, message: Inbound) -> Sequence[Outbound]:
-        readings = decode_batch(Reading, message)
         with self._lock:
-            for reading in readings:
+            for reading in decode_batch(Reading, message):
                 self._rollup.add(reading)
         return ()
 
@@ -131,16 +134,27 @@ class ActivityRecorder:
                 log.exception("activity flush failed; this interval of chart data is lost")
 
     def flush(self) -> None:
-        """Short transactions, each once the alert path is quiet: an alert never waits long for SQLite's write lock."""
+        """Short transactions, each once the alert path is quiet: an alert never waits long for SQLite's write lock.
+
+        While a chunk holds SQLite's write lock, the readings lane waits outside the GIL: it runs
+        nicer, and if the kernel preempted it while it held the GIL, the chunk, and an alert
+        waiting for the chunk, would wait for it to be scheduled again (as the gateway's event
+        lane did for its telemetry lane; docs/performance.md).
+        """
         with self._lock:
             buckets, seen = self._rollup.drain()
         bucket_items, seen_items = list(buckets.items()), list(seen.items())
         for start in range(0, max(len(bucket_items), len(seen_items)), FLUSH_ROWS):
-            self._urgent.wait_for_quiet()
-            # No collection pause while this process holds SQLite's only write lock.
-            with service.collector_paused(), self._sessions.begin() as session:
-                _add_buckets(session, dict(bucket_items[start : start + FLUSH_ROWS]))
-                _record_seen(session, dict(seen_items[start : start + FLUSH_ROWS]))
+            with self._lock:
+                self._urgent.wait_for_quiet()
+                began = time.perf_counter()
+                # No collection pause while this process holds SQLite's only write lock.
+                with service.collector_paused(), self._sessions.begin() as session:
+                    _add_buckets(session, dict(bucket_items[start : start + FLUSH_ROWS]))
+                    _record_seen(session, dict(seen_items[start : start + FLUSH_ROWS]))
+                held = time.perf_counter() - began
+            if held > SLOW_CHUNK_S:
+                log.warning("activity chunk held the write lock long", extra={"held_ms": round(held * 1000, 1)})
         if buckets:
             with self._sessions.begin() as session:
                 session.execute(delete(ActivityBucket).where(ActivityBucket.start < utc_now() - RETENTION))
