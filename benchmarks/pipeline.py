@@ -44,7 +44,7 @@ from carebed.mqtt import MqttClient, Outbound
 from carebed.registry import RegistryFile, import_registry
 from carebed.schemas import DeviceKind, Reading, utc_now
 from carebed.settings import Settings
-from carebed.stack import SERVICES
+from carebed.stack import OWN_METRICS_PORT, SERVICES
 from carebed.topics import DeviceChannel
 from detector.checkpoint import write_checkpoint
 from detector.core import DetectorCore
@@ -211,7 +211,7 @@ class Bench:
 
     @contextmanager
     def _services(self) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
-        ports = {name: free_port() for name in SERVICES if name != "alerting"}
+        ports = {name: free_port() for name in OWN_METRICS_PORT}
         http = free_port()
         self.public_url = f"http://127.0.0.1:{http}"
         services: dict[str, subprocess.Popen[bytes]] = {}

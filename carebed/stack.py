@@ -34,6 +34,8 @@ SERVICES: dict[str, tuple[str, ...]] = {
     "detector": ("detector",),
     "alarms": ("alarms",),
 }
+# Each serves /metrics on CAREBED_METRICS_PORT; the alerting service serves it on its HTTP port.
+OWN_METRICS_PORT = tuple(name for name in SERVICES if name != "alerting")
 
 
 @dataclass
@@ -111,7 +113,7 @@ class Stack:
         for name, args in services:
             account = service_account(name)
             child_env = {**env, "CAREBED_MQTT_USERNAME": account, "CAREBED_MQTT_PASSWORD": accounts[account]}
-            if name in SERVICES and name != "alerting":  # alerting serves /metrics on its HTTP port
+            if name in OWN_METRICS_PORT:
                 child_env["CAREBED_METRICS_PORT"] = str(free_port())
             children.append(Child(name, args, logs / f"{name}.log", child_env))
         try:

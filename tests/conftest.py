@@ -19,7 +19,7 @@ from carebed.mqtt import MqttClient
 from carebed.postgres import create_database, postgres_server
 from carebed.registry import RegistryFile, import_registry
 from carebed.settings import Settings
-from carebed.stack import SERVICES
+from carebed.stack import OWN_METRICS_PORT, SERVICES
 from simulators.homes import build_registry
 from tests.support import ServiceProcess, TwilioRecorder
 
@@ -160,7 +160,7 @@ def services(service_env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, 
     procs = {
         name: ServiceProcess(
             name,
-            {**service_env, **({} if name == "alerting" else {"CAREBED_METRICS_PORT": str(free_port())})},
+            {**service_env, **({"CAREBED_METRICS_PORT": str(free_port())} if name in OWN_METRICS_PORT else {})},
             tmp_path / f"{name}.log",
         )
         for name in SERVICES
