@@ -98,7 +98,13 @@ def test_sos_reaches_the_api_and_twilio(
     assert ("SOS" in body) and (f"#{alert['id']}" in body)
     assert notification["provider_sid"] == request.response["sid"]
 
+    def both_dispatched() -> dict[str, float] | None:
+        """The call to step 1 goes out after the SMS: its dispatch may not be counted yet."""
+        now = scrape(services["alerting"])
+        return now if now.get("carebed_alerting_dispatch_seconds_count", 0) >= 2 else None
+
     metrics = {name: scrape(proc) for name, proc in services.items()}
+    metrics["alerting"] = wait_for(both_dispatched, 20, "the SMS and the call to step 1 to be dispatched")
     # The press came by the gateway's event lane, a process of its own.
     assert metrics["gateway-events"]["carebed_gateway_messages_total"] == 1
     assert metrics["gateway"].get("carebed_gateway_messages_total", 0) == 0
