@@ -2,7 +2,9 @@
 
 This is chart data, not alert data: a reading is acknowledged to the broker as soon as it is
 in memory, so a crash loses at most one flush interval of the chart and of "last seen".
-Alerts never depend on it. Buckets older than the retention are deleted as they are flushed.
+Alerts never depend on it, nor wait for it: it is written to the chart database
+(`Settings.charts_sqlalchemy_url`), which on SQLite is a file with a write lock of its own.
+Buckets older than the retention are deleted as they are flushed.
 
 It runs in a child process of the alerting service. In the same process, decoding every
 reading and writing the rollup took the GIL from the alert path often enough to nearly double
@@ -16,7 +18,6 @@ import contextlib
 import logging
 import multiprocessing
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
@@ -38,15 +39,9 @@ from carebed.settings import Settings
 log = logging.getLogger(__name__)
 
 RETENTION = timedelta(days=7)
-# An alert that finds a chunk being written waits for it, then for SQLite's busy back-off
-# (1, 2, 5, 10 ms…): small chunks keep that short. 250 rows → 50: 10k homes, one run each,
-# SOS load p99 48 → 43 ms (docs/performance.md).
+# Rows per transaction; before each, the writer steps aside while the alert path is busy.
 FLUSH_ROWS = 50
 STOP_TIMEOUT_S = 30.0
-# A chunk that takes longer than this is logged: an alert may have waited for it. Its time includes
-# the WAL checkpoint that a commit now and then runs after letting go of the write lock, which at
-# 100k homes put a few hundred chunks a run between 20 and 50 ms (docs/performance.md).
-SLOW_CHUNK_S = 0.05
 
 
 class ActivityProcess:
@@ -78,8 +73,10 @@ class ActivityProcess:
 
 def _run_recorder(settings: Settings, urgent: UrgentWork, lifeline: Connection) -> None:
     stopping = service.start("alerting-activity", settings, None)
+    # All of it is bulk work, flushes included: no alert waits for the chart database.
+    service.deprioritise_thread(settings.bulk_nice)
     threading.Thread(target=_stop_with_parent, args=(lifeline, stopping), name="lifeline", daemon=True).start()
-    engine = make_engine(settings.sqlalchemy_url, bulk=True)  # chart data: see the module docstring
+    engine = make_engine(settings.charts_sqlalchemy_url, bulk=True)  # chart data: see the module docstring
     recorder = ActivityRecorder(settings, make_sessionmaker(engine), urgent)
     recorder.start()
     service.ready()
@@ -103,12 +100,10 @@ class ActivityRecorder:
         self._urgent = urgent
         self._flush_s = flush_s
         self._rollup = ActivityRollup()
-        # Held by the readings lane while it decodes and adds, and by a flush while it writes a chunk.
+        # Held by the readings lane while it decodes and adds, and by a flush while it drains.
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="activity", daemon=True)
-        # Decoding every reading is bulk work; the flushes are not, since each holds SQLite's only
-        # write lock, which an alert that arrives meanwhile waits for at the holder's priority.
         self.mqtt = MqttClient(settings, client_id="carebed-alerting-activity", bulk=True)
         self.mqtt.subscribe(topics.READINGS, self.handle)
 
@@ -136,27 +131,15 @@ class ActivityRecorder:
                 log.exception("activity flush failed; this interval of chart data is lost")
 
     def flush(self) -> None:
-        """Short transactions, each once the alert path is quiet: an alert never waits long for SQLite's write lock.
-
-        While a chunk holds SQLite's write lock, the readings lane waits outside the GIL: it runs
-        nicer, and if the kernel preempted it while it held the GIL, the chunk, and an alert
-        waiting for the chunk, would wait for it to be scheduled again (as the gateway's event
-        lane did for its telemetry lane; docs/performance.md).
-        """
+        """Short transactions, each once the alert path is quiet: a flush never keeps a core from an alert."""
         with self._lock:
             buckets, seen = self._rollup.drain()
         bucket_items, seen_items = list(buckets.items()), list(seen.items())
         for start in range(0, max(len(bucket_items), len(seen_items)), FLUSH_ROWS):
-            with self._lock:
-                self._urgent.wait_for_quiet()
-                began = time.perf_counter()
-                # No collection pause while this process holds SQLite's only write lock.
-                with service.collector_paused(), self._sessions.begin() as session:
-                    _add_buckets(session, dict(bucket_items[start : start + FLUSH_ROWS]))
-                    _record_seen(session, dict(seen_items[start : start + FLUSH_ROWS]))
-                took = time.perf_counter() - began
-            if took > SLOW_CHUNK_S:
-                log.warning("slow activity chunk", extra={"took_ms": round(took * 1000, 1)})
+            self._urgent.wait_for_quiet()
+            with self._sessions.begin() as session:
+                _add_buckets(session, dict(bucket_items[start : start + FLUSH_ROWS]))
+                _record_seen(session, dict(seen_items[start : start + FLUSH_ROWS]))
         if buckets:
             with self._sessions.begin() as session:
                 session.execute(delete(ActivityBucket).where(ActivityBucket.start < utc_now() - RETENTION))

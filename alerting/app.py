@@ -18,7 +18,7 @@ from alerting.metrics import OpenAlertsCollector
 from alerting.state import AppState
 from alerting.twilio_client import make_sender
 from carebed import service
-from carebed.db import make_engine, make_sessionmaker, migrate
+from carebed.db import History, make_engine, make_sessionmaker, migrate
 from carebed.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,10 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         migrate(settings.sqlalchemy_url)
+        migrate(settings.charts_sqlalchemy_url, History.CHARTS)
         engine = make_engine(settings.sqlalchemy_url)
-        state = AppState(settings, make_sessionmaker(engine), make_sender(settings))
+        charts = make_engine(settings.charts_sqlalchemy_url)
+        state = AppState(settings, make_sessionmaker(engine, charts=charts), make_sender(settings))
         app.state.carebed = state
         collector = OpenAlertsCollector(state.sessions)
         REGISTRY.register(collector)
@@ -45,6 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
         state.escalator.stop()
         state.dispatcher.stop()
         REGISTRY.unregister(collector)
+        charts.dispose()
         engine.dispose()
 
     secret = settings.session_secret.get_secret_value() if settings.session_secret else secrets.token_urlsafe(32)

@@ -1,4 +1,4 @@
-"""Tables of the alerting service: alerts, the findings folded into them, the outbox, the audit log, users."""
+"""Tables of the alerting service: alerts, findings, the outbox, the audit log, users; and the chart data."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Float, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from carebed.db import Base, UtcDateTime, utc_now
+from carebed.db import Base, ChartBase, UtcDateTime, utc_now
 
 
 class AlertStatus(StrEnum):
@@ -165,7 +165,7 @@ class AwayPeriod(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime, doc="Set when declared back early.")
 
 
-class ActivityBucket(Base):
+class ActivityBucket(ChartBase):
     """Fifteen minutes of a home's water, gas and steps, in device (event) time, for the console's chart."""
 
     __tablename__ = "activity_buckets"
@@ -178,7 +178,7 @@ class ActivityBucket(Base):
     readings: Mapped[int] = mapped_column(default=0)
 
 
-class DeviceSeen(Base):
+class DeviceSeen(ChartBase):
     """When each device was last heard from (device time) and its last reported battery."""
 
     __tablename__ = "device_seen"

@@ -1,11 +1,14 @@
-"""The database shared by the services: SQLite by default, PostgreSQL at scale.
+"""The databases shared by the services: SQLite by default, PostgreSQL at scale.
 
 The alerting service owns the schema (alerts, outbox, audit log) and the registry lives in
-the same database as its one source of truth; the gateway only reads the registry.
+the same database as its one source of truth; the gateway only reads the registry. Chart data
+(activity buckets, last seen) has a schema of its own, `ChartBase`, with its own migrations,
+so that it can live in a database of its own (`Settings.charts_sqlalchemy_url`).
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,9 +21,9 @@ from sqlalchemy.types import TypeDecorator
 from carebed.schemas import utc_now
 
 __all__ = [
-    "SQLITE_BULK_CHECKPOINT_PAGES",
-    "SQLITE_URGENT_CHECKPOINT_PAGES",
     "Base",
+    "ChartBase",
+    "History",
     "UtcDateTime",
     "make_engine",
     "make_sessionmaker",
@@ -35,11 +38,7 @@ _NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-
-# WAL pages (4 KiB each) past which a commit copies the WAL back (see make_engine): SQLite's
-# default for the bulk writer.
-SQLITE_BULK_CHECKPOINT_PAGES = 1000
-SQLITE_URGENT_CHECKPOINT_PAGES = 10_000
+MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 class UtcDateTime(TypeDecorator[Any]):
@@ -64,18 +63,37 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[str]: JSON}
 
 
+class ChartBase(DeclarativeBase):
+    """Chart data: written in volume, a moment of it may be lost, and no alert waits for it."""
+
+    metadata = MetaData(naming_convention=_NAMING)
+
+
+class History(StrEnum):
+    """A schema's line of migrations: the folder of its revisions, under carebed/migrations."""
+
+    MAIN = "versions"
+    CHARTS = "charts"
+
+    @property
+    def version_table(self) -> str:
+        """Apart, so that both histories can share one PostgreSQL database."""
+        return "alembic_version" if self is History.MAIN else f"alembic_version_{self.value}"
+
+    @property
+    def metadata(self) -> MetaData:
+        return Base.metadata if self is History.MAIN else ChartBase.metadata
+
+
 def make_engine(url: str, bulk: bool = False) -> Engine:
     """`bulk=True` is for data written in volume that a crash may lose a moment of (the activity charts).
 
     On PostgreSQL its commits return before the WAL reaches the disk, and leave the disk to the
-    alert path's commits. On SQLite (whose WAL with synchronous=NORMAL never waits for the disk at
-    commit) its connections copy the WAL back into the database: the commit that takes the WAL past
-    `wal_autocheckpoint` pages does it, and the bulk writer, which writes nearly every page, is the
-    one that should. Other connections do so only past a much larger WAL, should no bulk writer run.
+    alert path's commits. SQLite's WAL with synchronous=NORMAL never waits for the disk at commit;
+    there chart data is kept apart instead, in a file with a write lock of its own.
     """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
-        checkpoint_pages = SQLITE_BULK_CHECKPOINT_PAGES if bulk else SQLITE_URGENT_CHECKPOINT_PAGES
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -83,7 +101,6 @@ def make_engine(url: str, bulk: bool = False) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA wal_autocheckpoint={checkpoint_pages}")
             cursor.close()
 
         return engine
@@ -91,15 +108,19 @@ def make_engine(url: str, bulk: bool = False) -> Engine:
     return create_engine(url, pool_pre_ping=True, connect_args=options)
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Any]:
-    return sessionmaker(engine, expire_on_commit=False)
+def make_sessionmaker(engine: Engine, charts: Engine | None = None) -> sessionmaker[Any]:
+    """Sessions on `engine`; with `charts`, the chart tables (ChartBase) are read and written there."""
+    return sessionmaker(engine, binds={ChartBase: charts} if charts else None, expire_on_commit=False)
 
 
-def migrate(url: str) -> None:
-    """Bring the schema to the newest revision (idempotent)."""
+def migrate(url: str, history: History = History.MAIN) -> None:
+    """Bring one schema to its newest revision (idempotent)."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     config = Config()
-    config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("path_separator", "os")  # a folder may have a space in its name
+    config.set_main_option("version_locations", str(MIGRATIONS / history.value))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    config.attributes["history"] = history
     command.upgrade(config, "head")

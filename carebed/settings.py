@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import make_url
 
 
 class Settings(BaseSettings):
@@ -37,6 +38,11 @@ class Settings(BaseSettings):
     )
 
     database_url: str = Field("", description="SQLAlchemy URL; default is SQLite in data_dir.")
+    charts_database_url: str = Field(
+        "",
+        description="SQLAlchemy URL of the chart data (activity, last seen); default: beside a SQLite database"
+        " in a file of its own, the same database on PostgreSQL.",
+    )
 
     timezone: str = Field("Asia/Shanghai", description="The centre's time zone for display.")
 
@@ -107,6 +113,20 @@ class Settings(BaseSettings):
     @property
     def sqlalchemy_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'carebed.db').resolve()}"
+
+    @property
+    def charts_sqlalchemy_url(self) -> str:
+        """On SQLite a file of its own: one write lock per file, and no alert may wait behind a chart write.
+
+        PostgreSQL locks rows: there the charts share the database.
+        """
+        if self.charts_database_url:
+            return self.charts_database_url
+        url = make_url(self.sqlalchemy_url)
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return self.sqlalchemy_url
+        main = Path(url.database)
+        return url.set(database=str(main.with_name(f"{main.stem}-charts{main.suffix}"))).render_as_string()
 
     @property
     def tz(self) -> ZoneInfo:

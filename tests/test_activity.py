@@ -1,21 +1,20 @@
-"""The activity rollup's writer on SQLite and PostgreSQL: flushes add up, and a late sighting never wins."""
+"""The activity rollup's writer on SQLite and PostgreSQL: flushes add up, a late sighting never wins, no alert waits."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.activity import ActivityRecorder
-from alerting.models import ActivityBucket, DeviceSeen
+from alerting.models import ActivityBucket, AuditEntry, DeviceSeen
 from alerting.urgency import UrgentWork
 from carebed import topics
-from carebed.db import SQLITE_BULK_CHECKPOINT_PAGES, make_engine, make_sessionmaker, migrate
+from carebed.db import History, make_engine, make_sessionmaker, migrate
 from carebed.mqtt import Inbound
 from carebed.postgres import create_database
 from carebed.schemas import DeviceKind, Reading, dump, utc_now
@@ -29,7 +28,9 @@ T0 = utc_now().replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
 
 @pytest.fixture
 def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    """Both schemas in one database, as on PostgreSQL by default."""
     migrate(database_url)
+    migrate(database_url, History.CHARTS)
     engine = make_engine(database_url)
     yield make_sessionmaker(engine)
     engine.dispose()
@@ -88,22 +89,38 @@ def test_only_chart_data_commits_before_postgresql_has_its_wal_on_disk(
         engine.dispose()
 
 
-@pytest.mark.parametrize("bulk", [False, True])
-def test_on_sqlite_the_chart_writer_copies_the_wal_back_not_the_alert_path(tmp_path: Path, bulk: bool) -> None:
-    """The commit that takes the WAL past its limit copies it into the database: an alert's commit should not."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'carebed.db'}", bulk=bulk)
-    pages = SQLITE_BULK_CHECKPOINT_PAGES + 500
+def test_on_sqlite_a_chart_write_never_holds_up_an_alert(settings: Settings) -> None:
+    """Chart data lives in a file of its own: an alert commits while a chart transaction is open."""
+    migrate(settings.sqlalchemy_url)
+    migrate(settings.charts_sqlalchemy_url, History.CHARTS)
+    main, charts = make_engine(settings.sqlalchemy_url), make_engine(settings.charts_sqlalchemy_url, bulk=True)
+    sessions = make_sessionmaker(main, charts=charts)
     try:
-        with engine.begin() as connection:
-            connection.execute(text("CREATE TABLE scratch (payload BLOB)"))
-        for _ in range(pages // 10):
-            with engine.begin() as connection:
-                connection.execute(text("INSERT INTO scratch VALUES (randomblob(4000))"), [{}] * 10)
-        with engine.connect() as connection:
-            _, wal_frames, _ = connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+        with make_sessionmaker(charts).begin() as chart_write:
+            chart_write.add(DeviceSeen(device_id="m-1", home_id="h-1", last_seen=T0, online=True))
+            chart_write.flush()  # holds the chart database's write lock until the block ends
+            with sessions.begin() as alert_path:
+                alert_path.connection().exec_driver_sql("PRAGMA busy_timeout = 0")  # fail, don't wait
+                alert_path.add(AuditEntry(action="opened", source="test"))
+        with sessions() as session:
+            seen = session.get(DeviceSeen, "m-1")
+            audited = session.scalars(select(AuditEntry.action)).all()
     finally:
-        engine.dispose()
-    if bulk:
-        assert wal_frames < SQLITE_BULK_CHECKPOINT_PAGES  # copied back, and the WAL started over
-    else:
-        assert wal_frames >= pages  # left for the bulk writer
+        main.dispose()
+        charts.dispose()
+    assert seen is not None and seen.last_seen == T0
+    assert audited == ["opened"]
+
+
+@pytest.mark.parametrize(
+    ("main", "charts"),
+    [
+        ("sqlite:////srv/carebed/carebed.db", "sqlite:////srv/carebed/carebed-charts.db"),
+        ("postgresql+psycopg://carebed:secret@db/carebed", "postgresql+psycopg://carebed:secret@db/carebed"),
+    ],
+)
+def test_chart_data_goes_beside_sqlite_and_into_postgresql(main: str, charts: str) -> None:
+    assert Settings(database_url=main).charts_sqlalchemy_url == charts
+    assert Settings(database_url=main, charts_database_url="sqlite:////elsewhere.db").charts_sqlalchemy_url == (
+        "sqlite:////elsewhere.db"
+    )
