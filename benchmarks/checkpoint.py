@@ -4,13 +4,18 @@
 readings (wearable, water meter, gas sensor), then writes it both ways and prints one JSON
 object: seconds to write in-process (what the detector used to stop for), milliseconds the
 detector stops to fork, seconds the child takes, bytes per home, and seconds a restarting
-detector takes to load it.
+detector takes to load it. And memory (PSS, MB, above the process's own before the state):
+the state built reading by reading, the same state loaded in a fresh process as a restarting
+detector loads it, and the highest reading of the service and its child while the child writes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -19,6 +24,7 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
+from benchmarks.pipeline import memory_mb
 from carebed.schemas import DeviceKind, Reading
 from carebed.settings import Settings
 from carebed.topics import DeviceChannel
@@ -28,6 +34,8 @@ from detector.service import keep_full_collections_short, pattern_config, rule_c
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 ROUNDS = 3
+MEMORY_SAMPLE_S = 0.5
+WRITE_TIMEOUT_S = 600.0
 
 
 def build_state(homes: int) -> DetectorCore:
@@ -47,18 +55,25 @@ def build_state(homes: int) -> DetectorCore:
 
 
 def measure(homes: int, folder: Path) -> dict[str, float | int]:
+    before_mb = memory_mb(os.getpid())
     core = build_state(homes)
     keep_full_collections_short()  # as the service does once it is up
+    built_mb = memory_mb(os.getpid()) - before_mb
     path = folder / "state.pickle"
-    started = time.perf_counter()
-    write_checkpoint(path, core)
-    in_process_s = time.perf_counter() - started
     checkpoints = Checkpoints(path, every_s=3600, state_lock=threading.Lock())
     checkpoints.start(core)
     started = time.perf_counter()
-    if not checkpoints.wait_written(checkpoints.request(), timeout_s=600):
-        raise RuntimeError("the child did not write the checkpoint")
+    fork = checkpoints.request()
+    writing_peak_mb = built_mb
+    while not checkpoints.wait_written(fork, timeout_s=MEMORY_SAMPLE_S):
+        if time.perf_counter() - started > WRITE_TIMEOUT_S:
+            raise RuntimeError("the child did not write the checkpoint")
+        writing_peak_mb = max(writing_peak_mb, memory_mb(os.getpid()) - before_mb)
     child_s = time.perf_counter() - started
+    # Only now: the child's write met a state never pickled in this process, as the service's is.
+    started = time.perf_counter()
+    write_checkpoint(path, core)
+    in_process_s = time.perf_counter() - started
     fork_s = REGISTRY.get_sample_value("carebed_detector_checkpoint_fork_seconds_sum") or 0.0
     started = time.perf_counter()
     if checkpoints.restore() is None:
@@ -71,13 +86,39 @@ def measure(homes: int, folder: Path) -> dict[str, float | int]:
         "child_s": round(child_s, 2),
         "bytes_per_home": round(path.stat().st_size / homes),
         "restore_s": round(restore_s, 2),
+        "built_state_mb": round(built_mb),
+        "restored_state_mb": _restored_state_mb(path),
+        "writing_peak_mb": round(writing_peak_mb),
     }
+
+
+def _restored_state_mb(path: Path) -> int:
+    """In a process of its own, so nothing built before counts."""
+    loaded = subprocess.run(
+        [sys.executable, "-m", "benchmarks.checkpoint", "--load", str(path)], check=True, capture_output=True, text=True
+    )
+    return int(json.loads(loaded.stdout)["state_mb"])
+
+
+def _load(path: Path) -> dict[str, int]:
+    before_mb = memory_mb(os.getpid())
+    engine = Checkpoints(path, every_s=3600, state_lock=threading.Lock()).restore()
+    if engine is None:
+        raise RuntimeError("the checkpoint did not load")
+    keep_full_collections_short()
+    state_mb = memory_mb(os.getpid()) - before_mb
+    assert engine.patterns.homes, "read with the state still alive"
+    return {"state_mb": round(state_mb)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--homes", type=int, default=10_000)
+    parser.add_argument("--load", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.load:
+        print(json.dumps(_load(args.load)))
+        return
     with tempfile.TemporaryDirectory(prefix="carebed-checkpoint-") as folder:
         print(json.dumps(measure(args.homes, Path(folder))))
 

@@ -59,15 +59,18 @@ def test_a_short_bench_reports_consistent_figures(database: str, state: str, opt
     assert figures["detector_checkpoints"]["failed"] == 0
 
 
-def test_the_checkpoint_benchmark_writes_the_state_both_ways() -> None:
+def test_the_checkpoint_benchmark_writes_the_state_both_ways_and_weighs_it() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.checkpoint", "--homes", "50"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "benchmarks.checkpoint", "--homes", "2000"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout)
-    assert figures["homes"] == 50 and figures["bytes_per_home"] > 1000
+    assert figures["homes"] == 2000 and figures["bytes_per_home"] > 1000
     assert figures["in_process_s"] >= 0 and figures["child_s"] >= 0 and figures["fork_ms"] > 0
     assert figures["restore_s"] >= 0
+    # 2,000 homes' state takes megabytes however it came to be.
+    assert figures["built_state_mb"] > 0 and figures["restored_state_mb"] > 0
+    assert figures["writing_peak_mb"] >= figures["built_state_mb"]
 
 
 def test_a_warm_detector_state_knows_every_home_and_device(tmp_path: Path) -> None:
