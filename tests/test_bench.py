@@ -68,8 +68,10 @@ def test_the_checkpoint_benchmark_writes_the_state_both_ways_and_weighs_it() -> 
     assert figures["homes"] == 2000 and figures["bytes_per_home"] > 1000
     assert figures["in_process_s"] >= 0 and figures["child_s"] >= 0 and figures["fork_ms"] > 0
     assert figures["restore_s"] >= 0
-    # 2,000 homes' state takes megabytes however it came to be.
-    assert figures["built_state_mb"] > 0 and figures["restored_state_mb"] > 0
+    # 2,000 homes' state takes megabytes however it came to be; loaded from one pickle of the whole
+    # state it took twice what it took built (54 MB against 27), in chunks about the same (31).
+    assert figures["built_state_mb"] > 0
+    assert 0 < figures["restored_state_mb"] < 1.5 * figures["built_state_mb"]
     assert figures["writing_peak_mb"] >= figures["built_state_mb"]
 
 
