@@ -87,17 +87,20 @@ def measure(homes: int, folder: Path) -> dict[str, float | int]:
         "bytes_per_home": round(path.stat().st_size / homes),
         "restore_s": round(restore_s, 2),
         "built_state_mb": round(built_mb),
-        "restored_state_mb": _restored_state_mb(path),
+        "restored_state_mb": _restored_state_mb(path, homes),
         "writing_peak_mb": round(writing_peak_mb),
     }
 
 
-def _restored_state_mb(path: Path) -> int:
+def _restored_state_mb(path: Path, homes: int) -> int:
     """In a process of its own, so nothing built before counts."""
     loaded = subprocess.run(
         [sys.executable, "-m", "benchmarks.checkpoint", "--load", str(path)], check=True, capture_output=True, text=True
     )
-    return int(json.loads(loaded.stdout)["state_mb"])
+    figures = json.loads(loaded.stdout)
+    if figures["homes"] != homes:
+        raise RuntimeError(f"the checkpoint held {figures['homes']} homes, not {homes}")
+    return int(figures["state_mb"])
 
 
 def _load(path: Path) -> dict[str, int]:
@@ -106,9 +109,7 @@ def _load(path: Path) -> dict[str, int]:
     if engine is None:
         raise RuntimeError("the checkpoint did not load")
     keep_full_collections_short()
-    state_mb = memory_mb(os.getpid()) - before_mb
-    assert engine.patterns.homes, "read with the state still alive"
-    return {"state_mb": round(state_mb)}
+    return {"state_mb": round(memory_mb(os.getpid()) - before_mb), "homes": len(engine.patterns.homes)}
 
 
 def main() -> None:
