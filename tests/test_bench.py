@@ -72,7 +72,6 @@ def test_the_checkpoint_benchmark_writes_the_state_both_ways_and_weighs_it() -> 
     # state it took twice what it took built (54 MB against 27), in chunks about the same (31).
     assert figures["built_state_mb"] > 0
     assert 0 < figures["restored_state_mb"] < 1.5 * figures["built_state_mb"]
-    assert figures["writing_peak_mb"] >= figures["built_state_mb"]
 
 
 def test_a_warm_detector_state_knows_every_home_and_device(tmp_path: Path) -> None:
