@@ -9,7 +9,18 @@ from pathlib import Path
 from tests.conftest import ROOT, TWILIO_SPEC
 
 OUTSIDE = ("../" + "shared", "ROOT" + ".parent")  # spelled apart so this file does not match itself
-CHECKED = (".ci", "scripts", "tests", "carebed", "gateway", "detector", "alerting", "simulators", "benchmarks", "deploy")
+CHECKED = (
+    ".ci",
+    "scripts",
+    "tests",
+    "carebed",
+    "gateway",
+    "detector",
+    "alerting",
+    "simulators",
+    "benchmarks",
+    "deploy",
+)
 
 
 def test_no_committed_code_reads_outside_the_repository() -> None:
