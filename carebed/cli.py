@@ -439,6 +439,27 @@ def restore(file: Path) -> None:
     click.echo("next: `carebed db upgrade`, then start the services")
 
 
+@main.command("settings-doc")
+@click.option(
+    "--write",
+    "document",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Rewrite the table between the settings markers of this file (docs/operations.md) instead of printing it.",
+)
+def settings_doc(document: Path | None) -> None:
+    """Print every setting as a Markdown table, from the settings model (docs/operations.md holds it)."""
+    from carebed.settings_doc import render, table
+
+    if document is None:
+        click.echo(table(), nl=False)
+        return
+    try:
+        document.write_text(render(document.read_text(encoding="utf-8")), encoding="utf-8")
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{document}: settings table written")
+
+
 @main.command()
 def asyncapi() -> None:
     """Print the MQTT API as an AsyncAPI 2.6 document (docs/asyncapi.yaml is this output)."""
