@@ -151,6 +151,15 @@ def test_every_service_has_a_healthcheck(config: dict[str, Any]) -> None:
         assert test and test[0] in ("CMD", "CMD-SHELL"), f"{name} has no healthcheck"
 
 
+def test_services_wait_for_a_healthy_broker(config: dict[str, Any]) -> None:
+    """A service started before the broker answers would spend its first minute reconnecting."""
+    services = [name for name in config["services"] if name not in ONE_SHOT | {"simulator"}]  # it waits for the gateway
+    for name in services:
+        service = config["services"][name]
+        if service.get("environment", {}).get("CAREBED_MQTT_HOST") == "mosquitto":
+            assert service["depends_on"]["mosquitto"]["condition"] == "service_healthy", name
+
+
 def test_every_service_environment_is_valid_settings(
     example_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
