@@ -82,8 +82,10 @@ def backup(settings: Settings, target: Path) -> dict[str, Any]:
     """Write the archive to `target` (never replacing a file); return its manifest."""
     if target.exists():
         raise BackupError(f"{target} exists; give a new file name")
-    target.parent.mkdir(parents=True, exist_ok=True)
     data_dir = settings.data_dir.resolve()
+    if target.resolve().is_relative_to(data_dir):
+        raise BackupError(f"write the backup outside the data folder {data_dir}, or each backup holds the last")
+    target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".carebed-backup-") as staging:
         stage = Path(staging)
         manifest: dict[str, Any] = {

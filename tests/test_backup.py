@@ -160,6 +160,8 @@ def test_restore_never_overwrites(source: Centre, tmp_path: Path) -> None:
     assert rows(source.settings) == before
     second = carebed(source, "backup", str(archive))
     assert second.returncode != 0 and "exists" in second.stderr
+    inside = carebed(source, "backup", str(source.settings.data_dir / "backup.tar.gz"))
+    assert inside.returncode != 0 and "outside the data folder" in inside.stderr
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
