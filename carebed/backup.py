@@ -103,16 +103,21 @@ def backup(settings: Settings, target: Path) -> dict[str, Any]:
                 counts = _pg_dump(database.url, dump, count=database.name == "main")
             manifest["databases"][database.name] = {"kind": database.kind, "member": database.member, **counts}
         skipped = {db.sqlite_path for db in databases(settings) if db.kind == "sqlite"}
-        files = sorted(_data_files(data_dir, skipped))
-        manifest["files"] = [str(path.relative_to(data_dir)) for path in files]
+        manifest["files"] = []
         partial = stage / "archive"
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as archive:
-            _add_bytes(archive, MANIFEST, json.dumps(manifest, indent=1).encode())
-            for database in databases(settings):
-                archive.add(stage / PurePosixPath(database.member).name, arcname=database.member, recursive=False)
-            for path in files:
-                archive.add(path, arcname=f"{DATA}/{path.relative_to(data_dir)}", recursive=False)
+        with os.fdopen(fd, "wb") as raw:
+            with tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as archive:
+                for database in databases(settings):
+                    archive.add(stage / PurePosixPath(database.member).name, arcname=database.member)
+                for path in sorted(_data_files(data_dir, skipped)):
+                    relative = str(path.relative_to(data_dir))
+                    try:
+                        archive.add(path, arcname=f"{DATA}/{relative}", recursive=False)
+                    except FileNotFoundError:
+                        continue  # gone since it was listed: a replayed spool batch, a replaced checkpoint part
+                    manifest["files"].append(relative)
+                _add_bytes(archive, MANIFEST, json.dumps(manifest, indent=1).encode())
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(partial, target)
