@@ -6,6 +6,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -14,7 +15,7 @@ from prometheus_client import REGISTRY, make_asgi_app
 from starlette.middleware.sessions import SessionMiddleware
 
 from alerting import api, console, console_api, webhooks
-from alerting.metrics import OpenAlertsCollector
+from alerting.metrics import OpenAlertsCollector, OperationsCollector
 from alerting.state import AppState
 from alerting.twilio_client import make_sender
 from carebed import service
@@ -35,6 +36,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.carebed = state
         collector = OpenAlertsCollector(state.sessions)
         REGISTRY.register(collector)
+        operations = OperationsCollector(state.sessions, timedelta(minutes=settings.offline_after_min))
+        REGISTRY.register(operations)
         state.dispatcher.start()
         state.escalator.start()
         state.consumer.mqtt.start()
@@ -46,6 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
         state.consumer.mqtt.stop()
         state.escalator.stop()
         state.dispatcher.stop()
+        REGISTRY.unregister(operations)
         REGISTRY.unregister(collector)
         charts.dispose()
         engine.dispose()

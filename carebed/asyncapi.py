@@ -27,6 +27,112 @@ from carebed.topics import PREFIX
 
 _REF = "#/components/schemas/{model}"
 _ID = {"type": "string", "pattern": ID_PATTERN}
+_SECURITY = [{"brokerLogin": []}]
+
+# Examples a person can copy. tests/test_asyncapi.py checks each against its schema and passes the
+# device ones through the gateway; the vendor ones are the captured payloads in tests/fixtures/.
+_TELEMETRY_EXAMPLES = {
+    "wearable": {"ts": "2026-11-24T08:00:00+08:00", "seq": 1042, "heart_rate_bpm": 72, "spo2_pct": 97,
+                 "steps": 1830, "worn": True, "battery_pct": 64},
+    "water_meter": {"ts": "2026-11-24T08:00:00+08:00", "volume_l": 12345.6, "flow_l_min": 6.5, "battery_pct": 87},
+    "gas_sensor": {"ts": "2026-11-24T08:00:00+08:00", "ch4_lel_pct": 0.0, "co_ppm": 3, "volume_m3": 812.4,
+                   "flow_m3_h": 0.0},
+    "leak_sensor": {"ts": "2026-11-24T08:00:00+08:00", "leak": False, "battery_low": False},
+    "hub": {"ts": "2026-11-24T08:00:00+08:00"},
+}  # fmt: skip
+_EVENT_EXAMPLES = {
+    "sos": {"ts": "2026-11-24T08:01:12+08:00", "seq": 1043, "event": "sos"},
+    "fall": {"ts": "2026-11-24T03:20:05+08:00", "event": "fall"},
+    "leak": {"ts": "2026-11-24T10:02:40+08:00", "event": "leak"},
+}
+_STATUS_EXAMPLES = {
+    "online": {"ts": "2026-11-24T07:59:58+08:00", "online": True, "battery_pct": 64},
+    "lastWill": {"online": False},
+}
+# tests/fixtures/zigbee2mqtt/sos.json, water_leak.json and action_emergency.json, as zigbee2mqtt sent them.
+_Z2M_EXAMPLES = {
+    "sos": {"battery_low": True, "linkquality": 60, "sos": True, "tamper": False},
+    "water_leak": {"battery": 100, "battery_low": False, "device_temperature": 25, "linkquality": 116,
+                   "power_outage_count": 3, "voltage": 3015, "water_leak": True},
+    "action_emergency": {"action": "emergency", "battery": 100, "linkquality": 120, "voltage": 3000},
+}  # fmt: skip
+# tests/fixtures/chirpstack/uplink_water_meter.json: a ChirpStack v4 uplink whose codec decoded a meter's frame.
+_CHIRPSTACK_EXAMPLES = {
+    "uplink_water_meter": {
+        "deduplicationId": "3ac7e3c4-4401-4b8d-9386-a5c902f9202d",
+        "time": "2026-11-24T07:59:15.775023242+00:00",
+        "deviceInfo": {
+            "tenantId": "52f14cd4-c6f1-4fbd-8f87-4025e1d49242",
+            "tenantName": "ChirpStack",
+            "applicationId": "17c82e96-be03-4f38-aef3-f83d48582d97",
+            "applicationName": "carebed meters",
+            "deviceProfileId": "14855bf7-d10d-4aee-b618-ebfcb64dc7ad",
+            "deviceProfileName": "water meter",
+            "deviceName": "meter-502",
+            "devEui": "0101010101010101",
+            "deviceClassEnabled": "CLASS_A",
+            "tags": {},
+        },
+        "devAddr": "00189440",
+        "adr": True,
+        "dr": 1,
+        "fCnt": 10,
+        "fPort": 1,
+        "confirmed": False,
+        "data": "AAAwOQAAAAA=",
+        "object": {"volume_l": 12345.6, "flow_l_min": 0.0, "leak": False, "battery_pct": 87},
+        "rxInfo": [
+            {
+                "gatewayId": "0016c001f153a14c",
+                "uplinkId": 4217106255,
+                "rssi": -36,
+                "snr": 10.5,
+                "channel": 2,
+                "location": {},
+                "context": "E3OWOQ==",
+                "metadata": {"region_common_name": "CN470", "region_config_id": "cn470_10"},
+                "crcStatus": "CRC_OK",
+            }
+        ],
+        "txInfo": {
+            "frequency": 486300000,
+            "modulation": {"lora": {"bandwidth": 125000, "spreadingFactor": 11, "codeRate": "CR_4_5"}},
+        },
+    }
+}
+_SOS_READING = {
+    "home_id": "home-00001", "device_id": "home-00001-watch", "device_kind": "wearable", "channel": "event",
+    "ts": "2026-11-24T00:01:12Z", "received_at": "2026-11-24T00:01:12.041000Z", "seq": 1043, "event": "sos",
+}  # fmt: skip
+_TELEMETRY_READINGS = [
+    {"home_id": "home-00001", "device_id": "home-00001-watch", "device_kind": "wearable", "channel": "telemetry",
+     "ts": "2026-11-24T00:00:00Z", "received_at": "2026-11-24T00:00:00.032000Z", "heart_rate_bpm": 72.0,
+     "spo2_pct": 97.0, "steps": 1830, "worn": True, "battery_pct": 64.0},
+    {"home_id": "home-00001", "device_id": "home-00001-meter", "device_kind": "water_meter", "channel": "telemetry",
+     "ts": "2026-11-24T00:00:00Z", "received_at": "2026-11-24T00:00:00.035000Z", "water_volume_l": 12345.6,
+     "water_flow_l_min": 6.5, "battery_pct": 87.0},
+]  # fmt: skip
+_FINDING = {
+    "id": "home-00001:sos:home-00001-watch:2026-11-24T00:01:12+00:00", "home_id": "home-00001",
+    "device_id": "home-00001-watch", "code": "sos", "severity": "critical", "ts": "2026-11-24T00:01:12Z",
+    "detected_at": "2026-11-24T00:01:12Z", "summary": "SOS button pressed", "evidence": {"seq": 1043},
+    "received_at": "2026-11-24T00:01:12.041000Z",
+}  # fmt: skip
+_FEEDBACK = {
+    "id": "away-17", "home_id": "home-00001", "kind": "away", "ts": "2026-11-24T01:30:00Z",
+    "until": "2026-11-27T10:00:00Z",
+}  # fmt: skip
+_DEAD_LETTER = {
+    "reason": "unknown_device", "detail": "device 'watch-9' is not in the registry",
+    "topic": "carebed/v1/devices/watch-9/event", "payload": '{"ts":"2026-11-24T08:01:12+08:00","event":"sos"}',
+    "received_at": "2026-11-24T00:01:12.040000Z", "kind": "dead_letter",
+}  # fmt: skip
+
+
+def _examples(examples: dict[str, Any], summary: str) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "summary": summary.format(name=name), "payload": payload} for name, payload in examples.items()
+    ]
 
 
 def _schemas() -> dict[str, Any]:
@@ -44,15 +150,21 @@ def _schemas() -> dict[str, Any]:
     return schemas
 
 
-def _message(name: str, summary: str, *schemas: str) -> dict[str, Any]:
+def _message(name: str, summary: str, examples: list[dict[str, Any]], *schemas: str) -> dict[str, Any]:
     refs = [{"$ref": _REF.format(model=s)} for s in schemas]
     # anyOf, not oneOf: the device's registered kind picks the schema, and a sparse payload may fit several.
     payload = refs[0] if len(refs) == 1 else {"anyOf": refs}
-    return {"name": name, "summary": summary, "contentType": "application/json", "payload": payload}
+    return {
+        "name": name,
+        "summary": summary,
+        "contentType": "application/json",
+        "payload": payload,
+        "examples": examples,
+    }
 
 
-def _batch(name: str, summary: str, schema: str) -> dict[str, Any]:
-    message = _message(name, summary, schema)
+def _batch(name: str, summary: str, examples: list[dict[str, Any]], schema: str) -> dict[str, Any]:
+    message = _message(name, summary, examples, schema)
     return {**message, "payload": {"type": "array", "items": message["payload"]}}
 
 
@@ -81,7 +193,19 @@ def document() -> dict[str, Any]:
                 "protocol": "mqtt",
                 "protocolVersion": "5",
                 "description": "The broker `carebed up` starts (its port is printed at start).",
-            }
+                "security": _SECURITY,
+            },
+            "devices": {
+                "url": "{host}:8883",
+                "protocol": "secure-mqtt",
+                "protocolVersion": "5",
+                "description": (
+                    "The compose stack's device listener: MQTT over TLS 1.2 or later, the broker's certificate "
+                    "signed by the CA the centre gives its devices (docs/operations.md, TLS for devices)."
+                ),
+                "variables": {"host": {"description": "The broker's public name, as in its certificate."}},
+                "security": _SECURITY,
+            },
         },
         "defaultContentType": "application/json",
         "channels": {
@@ -91,7 +215,12 @@ def document() -> dict[str, Any]:
                 "publish": {
                     "operationId": "sendTelemetry",
                     "bindings": qos1,
-                    "message": _message("telemetry", "Device readings", *telemetry),
+                    "message": _message(
+                        "telemetry",
+                        "Device readings",
+                        _examples(_TELEMETRY_EXAMPLES, "Telemetry of a device registered as {name}"),
+                        *telemetry,
+                    ),
                 },
             },
             f"{PREFIX}/devices/{{device_id}}/event": {
@@ -100,7 +229,9 @@ def document() -> dict[str, Any]:
                 "publish": {
                     "operationId": "sendEvent",
                     "bindings": qos1,
-                    "message": _message("event", "A discrete event", "EventPayload"),
+                    "message": _message(
+                        "event", "A discrete event", _examples(_EVENT_EXAMPLES, "A {name} event"), "EventPayload"
+                    ),
                 },
             },
             f"{PREFIX}/devices/{{device_id}}/status": {
@@ -109,7 +240,12 @@ def document() -> dict[str, Any]:
                 "publish": {
                     "operationId": "sendStatus",
                     "bindings": qos1,
-                    "message": _message("status", "Connection and battery status", "StatusPayload"),
+                    "message": _message(
+                        "status",
+                        "Connection and battery status",
+                        _examples(_STATUS_EXAMPLES, "Status: {name}"),
+                        "StatusPayload",
+                    ),
                 },
             },
             f"{PREFIX}/z2m/{{hub_id}}/{{friendly_name}}": {
@@ -122,7 +258,11 @@ def document() -> dict[str, Any]:
                 "parameters": _parameters("hub_id", "friendly_name"),
                 "publish": {
                     "operationId": "sendZigbee2mqttState",
-                    "message": {"name": "zigbee2mqttState", "payload": {"type": "object"}},
+                    "message": {
+                        "name": "zigbee2mqttState",
+                        "payload": {"type": "object"},
+                        "examples": _examples(_Z2M_EXAMPLES, "Captured zigbee2mqtt state ({name})"),
+                    },
                 },
             },
             "application/{application_id}/device/{dev_eui}/event/up": {
@@ -151,6 +291,7 @@ def document() -> dict[str, Any]:
                                 "object": {"type": "object"},
                             },
                         },
+                        "examples": _examples(_CHIRPSTACK_EXAMPLES, "Captured ChirpStack v4 uplink ({name})"),
                     },
                 },
             },
@@ -162,7 +303,12 @@ def document() -> dict[str, Any]:
                 "subscribe": {
                     "operationId": "receiveReadings",
                     "bindings": qos1,
-                    "message": _batch("readings", "Normalised readings, oldest first", "Reading"),
+                    "message": _batch(
+                        "readings",
+                        "Normalised readings, oldest first",
+                        [{"name": "telemetry", "summary": "A watch and a meter", "payload": _TELEMETRY_READINGS}],
+                        "Reading",
+                    ),
                 },
             },
             f"{PREFIX}/internal/events": {
@@ -173,7 +319,12 @@ def document() -> dict[str, Any]:
                 "subscribe": {
                     "operationId": "receiveEventReadings",
                     "bindings": qos1,
-                    "message": _batch("eventReadings", "A normalised event reading", "Reading"),
+                    "message": _batch(
+                        "eventReadings",
+                        "A normalised event reading",
+                        [{"name": "sos", "summary": "An SOS press", "payload": [_SOS_READING]}],
+                        "Reading",
+                    ),
                 },
             },
             f"{PREFIX}/internal/findings/{{home_id}}": {
@@ -182,7 +333,12 @@ def document() -> dict[str, Any]:
                 "subscribe": {
                     "operationId": "receiveFinding",
                     "bindings": qos1,
-                    "message": _message("finding", "Something a person should look at", "Finding"),
+                    "message": _message(
+                        "finding",
+                        "Something a person should look at",
+                        [{"name": "sos", "summary": "An SOS finding", "payload": _FINDING}],
+                        "Finding",
+                    ),
                 },
             },
             f"{PREFIX}/internal/feedback/{{home_id}}": {
@@ -191,7 +347,12 @@ def document() -> dict[str, Any]:
                 "subscribe": {
                     "operationId": "receiveFeedback",
                     "bindings": qos1,
-                    "message": _message("feedback", "Operator feedback", "Feedback"),
+                    "message": _message(
+                        "feedback",
+                        "Operator feedback",
+                        [{"name": "away", "summary": "The resident is away", "payload": _FEEDBACK}],
+                        "Feedback",
+                    ),
                 },
             },
             f"{PREFIX}/deadletter/{{reason}}": {
@@ -199,9 +360,27 @@ def document() -> dict[str, Any]:
                 "parameters": {"reason": {"schema": {"type": "string"}}},
                 "subscribe": {
                     "operationId": "receiveDeadLetter",
-                    "message": _message("deadLetter", "A refused message", "DeadLetter"),
+                    "message": _message(
+                        "deadLetter",
+                        "A refused message",
+                        [{"name": "unknownDevice", "summary": "A device not in the registry", "payload": _DEAD_LETTER}],
+                        "DeadLetter",
+                    ),
                 },
             },
         },
-        "components": {"schemas": _schemas()},
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "brokerLogin": {
+                    "type": "userPassword",
+                    "description": (
+                        "Every client logs in; anonymous clients are refused. A device's user name is its id and its "
+                        "password comes from `carebed devices add` (shown once); a zigbee2mqtt hub logs in as its "
+                        "hub id, ChirpStack as carebed-chirpstack. The broker's ACL lets a device write only below "
+                        "its own id; a publish elsewhere is refused (reason code 135, not authorized)."
+                    ),
+                }
+            },
+        },
     }

@@ -404,6 +404,63 @@ def devices_remove(device_id: str) -> None:
 
 
 @main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def backup(file: Path) -> None:
+    """Write the databases, the broker's accounts and the detector's checkpoints to FILE (mode 0600).
+
+    Runs beside the live services: the databases are copied as one consistent snapshot.
+    docs/operations.md says what is in it and how to restore it.
+    """
+    from carebed.backup import BackupError, summary
+    from carebed.backup import backup as write_backup
+
+    try:
+        manifest = write_backup(get_settings(), file)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"backup written to {file} (mode 0600): {summary(manifest)}")
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def restore(file: Path) -> None:
+    """Restore a backup into an empty data folder and empty databases (it never overwrites).
+
+    Then `carebed db upgrade` if the backup comes from an older carebed, and start the services.
+    """
+    from carebed.backup import BackupError, summary
+    from carebed.backup import restore as read_backup
+
+    try:
+        manifest = read_backup(get_settings(), file)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"restored from {file} (carebed {manifest['carebed']}, {manifest['created_at']}): {summary(manifest)}")
+    click.echo("next: `carebed db upgrade`, then start the services")
+
+
+@main.command("settings-doc")
+@click.option(
+    "--write",
+    "document",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Rewrite the table between the settings markers of this file (docs/operations.md) instead of printing it.",
+)
+def settings_doc(document: Path | None) -> None:
+    """Print every setting as a Markdown table, from the settings model (docs/operations.md holds it)."""
+    from carebed.settings_doc import render, table
+
+    if document is None:
+        click.echo(table(), nl=False)
+        return
+    try:
+        document.write_text(render(document.read_text(encoding="utf-8")), encoding="utf-8")
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{document}: settings table written")
+
+
+@main.command()
 def asyncapi() -> None:
     """Print the MQTT API as an AsyncAPI 2.6 document (docs/asyncapi.yaml is this output)."""
     from carebed.asyncapi import document

@@ -18,7 +18,12 @@ from sqlalchemy import make_url
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CAREBED_", extra="forbid", env_parse_none_str="null")
 
-    log_level: str = Field("info", pattern="(?i)^(debug|info|warning|error)$", description="Log level.")
+    log_level: str = Field(
+        "info",
+        pattern="(?i)^(debug|info|warning|error)$",
+        description="Level of the services' JSON logs: debug, info, warning or error; at info and above no name or"
+        " phone number is logged.",
+    )
     data_dir: Path = Field(Path("var"), description="Private folder for the broker, database and checkpoints.")
 
     mqtt_host: str = Field("127.0.0.1", description="MQTT broker host.")
@@ -34,7 +39,10 @@ class Settings(BaseSettings):
         description="Service account passwords for `carebed broker sync`, as JSON: {account: password}.",
     )
     mqtt_session_expiry_s: int = Field(
-        7 * 24 * 3600, ge=0, description="How long the broker keeps a stopped service's queue."
+        7 * 24 * 3600,
+        ge=0,
+        description="Seconds the broker keeps a stopped service's session and the messages queued for it (MQTT 5"
+        " session expiry); a service down for longer misses them.",
     )
 
     database_url: str = Field("", description="SQLAlchemy URL; default is SQLite in data_dir.")
@@ -63,16 +71,23 @@ class Settings(BaseSettings):
         description="Nice levels below its service that bulk work runs at (telemetry lanes, activity rollup,"
         " checkpoint writers), so the SOS path gets a core first; 0 for none.",
     )
-    detector_checkpoint_s: float = Field(30.0, gt=0, description="Seconds between detector state checkpoints.")
+    detector_checkpoint_s: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds between detector state checkpoints (in data_dir/detector/); a restarted detector"
+        " resumes from the last one instead of relearning every home.",
+    )
     detector_wall_clock: bool = Field(
         True,
-        description="Let wall-clock time advance the detector clock when devices fall silent (off for replays).",
+        description="Let wall-clock time advance the detector clock when devices fall silent, so that silence"
+        " itself is noticed (inactivity, offline devices); off for replays of recorded data.",
     )
 
     gateway_max_future_skew_s: float | None = Field(
         300.0,
         gt=0,
-        description="Reject device times this far ahead of the gateway clock; 'null' for accelerated simulations.",
+        description="Seconds a device timestamp may be ahead of the gateway clock before the message is refused"
+        " (dead letter future_timestamp); 'null' turns the check off, for accelerated simulations.",
     )
     influx_url: str | None = Field(None, description="InfluxDB 2 URL for the telemetry archive; no archive if unset.")
     influx_token: SecretStr | None = Field(None, description="InfluxDB API token.")
@@ -81,10 +96,14 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(None, ge=1, le=65535, description="Serve Prometheus metrics on this port.")
 
     twilio_account_sid: str | None = Field(
-        None, validation_alias=AliasChoices("TWILIO_ACCOUNT_SID", "CAREBED_TWILIO_ACCOUNT_SID")
+        None,
+        validation_alias=AliasChoices("TWILIO_ACCOUNT_SID", "CAREBED_TWILIO_ACCOUNT_SID"),
+        description="Twilio account SID (AC...); without it, the auth token and the sender, messages are dry runs.",
     )
     twilio_auth_token: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("TWILIO_AUTH_TOKEN", "CAREBED_TWILIO_AUTH_TOKEN")
+        None,
+        validation_alias=AliasChoices("TWILIO_AUTH_TOKEN", "CAREBED_TWILIO_AUTH_TOKEN"),
+        description="Twilio auth token: authenticates requests to Twilio and checks its webhooks' signatures.",
     )
     twilio_from: str | None = Field(None, description="Sender number (E.164) for SMS and calls.")
     twilio_api_base: str | None = Field(None, description="Base URL of Twilio's REST API (a local mock in tests).")

@@ -14,6 +14,7 @@ if [ "$purpose" = test ]; then
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
   command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
   command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)  # promtool checks the alert rules
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)  # Chinese in screenshots

@@ -24,7 +24,7 @@ from simulators.homes import build_registry
 from tests.support import ServiceProcess, TwilioRecorder
 
 ROOT = Path(__file__).resolve().parents[1]
-TWILIO_SPEC = ROOT.parent / "shared" / "twilio" / "twilio_api_v2010.json"
+TWILIO_SPEC = ROOT / "deploy" / "test-tools" / "twilio" / "twilio_api_v2010.json"
 TEST_TOOLS = ROOT / "deploy" / "test-tools" / "node_modules"
 PRISM = TEST_TOOLS / ".bin" / "prism"
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
@@ -112,7 +112,7 @@ def sessions(database_url: str, homes: RegistryFile) -> Iterator[sessionmaker[Se
 @pytest.fixture(scope="session")
 def prism(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Twilio's own OpenAPI contract served by Prism on loopback: it rejects requests that break it."""
-    assert TWILIO_SPEC.exists(), f"Twilio's OpenAPI spec is expected at {TWILIO_SPEC} (../shared/twilio/)"
+    assert TWILIO_SPEC.exists(), f"Twilio's OpenAPI spec is expected at {TWILIO_SPEC} (vendored in the repository)"
     assert PRISM.exists(), f"Prism is not installed: run `npm ci --prefix {PRISM.parents[2]}`"
     port = free_port()
     log = (tmp_path_factory.mktemp("prism") / "prism.log").open("wb")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -13,7 +14,7 @@ import pytest
 import yaml
 
 from carebed.asyncapi import document
-from carebed.schemas import DeviceEntry, Reading, dump
+from carebed.schemas import DeviceEntry, DeviceKind, Reading, dump
 from carebed.topics import DeviceChannel
 from detector.rules import RuleConfig, RuleEngine
 from gateway.core import Normaliser
@@ -102,3 +103,82 @@ def test_readings_and_findings_fit_the_internal_channels(doc: dict[str, Any]) ->
     assert findings, "the injected incidents must raise findings"
     for finding in findings:
         finding_schema.validate(json.loads(finding.model_dump_json(exclude_none=True)))
+
+
+FIXTURES = ROOT / "tests" / "fixtures"
+RECEIVED = datetime(2026, 11, 24, 0, 5, tzinfo=UTC)
+
+
+def messages(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for channel, item in doc["channels"].items():
+        for operation in ("publish", "subscribe"):
+            if operation in item:
+                yield channel, operation, item[operation]["message"]
+
+
+def examples_of(doc: dict[str, Any], channel: str) -> dict[str, Any]:
+    (message,) = [m for c, _, m in messages(doc) if c == channel]
+    return {example["name"]: example["payload"] for example in message["examples"]}
+
+
+def test_every_message_has_examples_that_fit_it(doc: dict[str, Any]) -> None:
+    seen = 0
+    for channel, operation, message in messages(doc):
+        assert message.get("examples"), f"{channel}: no example"
+        validator = channel_validator(doc, channel, operation)
+        for example in message["examples"]:
+            assert example["name"] and example["summary"]
+            validator.validate(example["payload"])
+            seen += 1
+    assert seen >= len(doc["channels"])
+
+
+def test_the_vendor_examples_are_the_captured_payloads(doc: dict[str, Any]) -> None:
+    zigbee = examples_of(doc, "carebed/v1/z2m/{hub_id}/{friendly_name}")
+    assert {"sos", "water_leak"} <= set(zigbee)
+    for name, payload in zigbee.items():
+        assert payload == json.loads((FIXTURES / "zigbee2mqtt" / f"{name}.json").read_text()), name
+    chirpstack = examples_of(doc, "application/{application_id}/device/{dev_eui}/event/up")
+    assert chirpstack
+    for name, payload in chirpstack.items():
+        assert payload == json.loads((FIXTURES / "chirpstack" / f"{name}.json").read_text()), name
+
+
+def test_the_device_examples_are_accepted_by_the_gateway(doc: dict[str, Any]) -> None:
+    """What a person copies from the document is what the gateway takes, through each adapter."""
+    hub = "hub-1"
+    directory = {
+        **{f"dev-{kind.value}": DeviceEntry("home-1", kind) for kind in DeviceKind},
+        "pendant": DeviceEntry("home-1", DeviceKind.WEARABLE, via=hub),
+        "kitchen-leak": DeviceEntry("home-1", DeviceKind.LEAK_SENSOR, via=hub),
+        "0101010101010101": DeviceEntry("home-2", DeviceKind.WATER_METER, via="chirpstack"),
+    }
+    event_device = {"sos": "dev-wearable", "fall": "dev-wearable", "leak": "dev-water_meter"}
+    zigbee_device = {"sos": "pendant", "action_emergency": "pendant", "water_leak": "kitchen-leak"}
+    cases = [
+        *((f"carebed/v1/devices/dev-{name}/telemetry", payload)
+          for name, payload in examples_of(doc, "carebed/v1/devices/{device_id}/telemetry").items()),
+        *((f"carebed/v1/devices/{event_device[name]}/event", payload)
+          for name, payload in examples_of(doc, "carebed/v1/devices/{device_id}/event").items()),
+        *(("carebed/v1/devices/dev-wearable/status", payload)
+          for payload in examples_of(doc, "carebed/v1/devices/{device_id}/status").values()),
+        *((f"carebed/v1/z2m/{hub}/{zigbee_device[name]}", payload)
+          for name, payload in examples_of(doc, "carebed/v1/z2m/{hub_id}/{friendly_name}").items()),
+        *((f"application/app-1/device/{payload['deviceInfo']['devEui']}/event/up", payload)
+          for payload in examples_of(doc, "application/{application_id}/device/{dev_eui}/event/up").values()),
+    ]  # fmt: skip
+    assert len(cases) >= 13
+    normaliser = Normaliser(None)
+    for topic, payload in cases:
+        result = normaliser.normalise(topic, json.dumps(payload).encode(), RECEIVED, directory)
+        assert isinstance(result, Reading), (topic, result)
+
+
+def test_the_broker_login_is_a_security_scheme_of_every_server(doc: dict[str, Any]) -> None:
+    schemes = doc["components"]["securitySchemes"]
+    assert {scheme["type"] for scheme in schemes.values()} == {"userPassword"}
+    for name, server in doc["servers"].items():
+        assert server["security"], name
+        for requirement in server["security"]:
+            assert set(requirement) <= set(schemes), name
+    assert any(server["protocol"] == "secure-mqtt" for server in doc["servers"].values())

@@ -12,27 +12,15 @@ import pytest
 
 from carebed.broker import Mosquitto, TlsFiles, free_port
 from carebed.settings import Settings
-from tests.support import Observer
+from tests.support import Observer, make_certificates
 
 pytestmark = pytest.mark.integration
-
-
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
 
 
 @pytest.fixture
 def tls_broker(tmp_path: Path) -> Iterator[tuple[Mosquitto, Path]]:
     """A test CA, a certificate for 127.0.0.1 signed by it, and a broker that speaks only TLS."""
-    certs = tmp_path / "certs"
-    certs.mkdir()
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-            "-days", "1", "-subj", "/CN=carebed test CA", cwd=certs)  # fmt: skip
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-            "-subj", "/CN=127.0.0.1", cwd=certs)  # fmt: skip
-    (certs / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", "server.crt", "-days", "1", "-extfile", "san.ext", cwd=certs)  # fmt: skip
+    certs = make_certificates(tmp_path / "certs")
     broker = Mosquitto(
         tmp_path / "mosquitto", free_port(), tls=TlsFiles(certs / "ca.crt", certs / "server.crt", certs / "server.key")
     )
