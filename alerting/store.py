@@ -8,11 +8,11 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from prometheus_client import Histogram
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from alerting import escalation as esc
-from alerting.folding import group_key, higher
+from alerting.folding import Recorded, group_key, higher, is_new_press, record_id
 from alerting.messages import REPLY_HINT, AlertText, sms_body, voice_text
 from alerting.models import (
     Alert,
@@ -65,7 +65,9 @@ class IngestResult:
 
 def ingest_finding(session: Session, finding: Finding, tz: ZoneInfo, time_scale: float = 1.0) -> IngestResult:
     """Record a finding: ignore a copy, fold it into the open alert of its home and cause, or open one."""
-    if session.get(FindingRecord, finding.id) is not None:
+    first = session.get(FindingRecord, finding.id)
+    repeat = first is not None
+    if first is not None and not is_new_press(finding, _newest_record(session, first)):
         return IngestResult(alert_id=None, created=False, duplicate=True)
     key = group_key(finding)
     alert = session.scalar(select(Alert).where(Alert.open_key == key))
@@ -95,7 +97,8 @@ def ingest_finding(session: Session, finding: Finding, tz: ZoneInfo, time_scale:
         _audit(session, alert.id, "folded", Source.DETECTOR, None, {"finding_id": finding.id})
     session.add(
         FindingRecord(
-            id=finding.id,
+            id=record_id(finding, alert.id, repeat),
+            finding_id=finding.id if repeat else None,
             alert_id=alert.id,
             code=finding.code.value,
             ts=finding.ts,
@@ -103,6 +106,13 @@ def ingest_finding(session: Session, finding: Finding, tz: ZoneInfo, time_scale:
         )
     )
     return IngestResult(alert_id=alert.id, created=created, duplicate=False)
+
+
+def _newest_record(session: Session, first: FindingRecord) -> Recorded:
+    """The alert that last took a finding id (a stuck clock repeats ids), and whether it is resolved yet."""
+    newest = session.scalar(select(func.max(FindingRecord.alert_id)).where(FindingRecord.finding_id == first.id))
+    alert_id = newest if newest is not None else first.alert_id
+    return Recorded(alert_id=alert_id, resolved_at=session.get_one(Alert, alert_id).resolved_at)
 
 
 def start_escalation(session: Session, alert: Alert, tz: ZoneInfo, time_scale: float = 1.0) -> None:
