@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from alerting import escalation as esc
+from alerting.clock import steady_now
 from alerting.folding import Recorded, group_key, higher, is_new_press, record_id
 from alerting.messages import REPLY_HINT, AlertText, sms_body, voice_text
 from alerting.models import (
@@ -164,7 +165,7 @@ def escalate(
     if loaded is None:
         return False
     row, plan, state = loaded
-    new, actions = esc.advance(plan, state, now or utc_now(), event)
+    new, actions = esc.advance(plan, state, now or steady_now(), event)
     if new == state and not actions:
         return False
     for action in actions:

@@ -1,0 +1,108 @@
+"""Escalations keep time when the host's wall clock is stepped (issue 19, row 10).
+
+The wall clock cannot be stepped on a shared machine, so the process's steady clock is built
+over a wall clock and a monotonic clock the test steps and advances.
+"""
+
+from __future__ import annotations
+
+import inspect
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from alerting import clock, store
+from alerting.clock import SteadyClock
+from alerting.escalator import Escalator
+from alerting.models import Alert, AuditEntry
+from alerting.outbox import Dispatcher
+from alerting.store import Source, acknowledge, ingest_finding
+from carebed.registry import RegistryFile
+from carebed.schemas import FindingCode
+from tests.test_escalator import Clock, sent_to
+from tests.test_store import TZ, finding
+
+
+class Monotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_the_clock_ignores_a_step_back_follows_a_step_forward_and_never_runs_backwards() -> None:
+    wall, mono = Clock(), Monotonic()
+    clock = SteadyClock(wall, mono)
+    start = clock()
+    wall.advance(-3600)
+    mono.advance(10)
+    assert clock() == start + timedelta(seconds=10)
+    wall.advance(7200)  # now an hour ahead of where it started: followed at once
+    assert clock() == start + timedelta(seconds=3600)
+    readings = []
+    for step in (-5, 1, -600, 2):
+        wall.advance(step)
+        mono.advance(1)
+        readings.append(clock())
+    assert readings == sorted(readings)
+    assert readings[-1] == start + timedelta(seconds=3604)
+
+
+def escalations_ticked(sessions: sessionmaker[Session], clock: Clock | SteadyClock) -> int:
+    return Escalator(sessions, TZ, on_change=lambda: None, clock=clock).tick_due()
+
+
+def test_with_the_wall_clock_stepped_back_an_hour_four_due_escalations_tick_on_time(
+    sessions: sessionmaker[Session], homes: RegistryFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wall, mono = Clock(), Monotonic()
+    steady = SteadyClock(wall, mono)
+    monkeypatch.setattr(store, "steady_now", steady)  # the process's clock, over a wall clock the test steps
+    alert_ids = []
+    for home in homes.homes:
+        for code in (FindingCode.SOS, FindingCode.FALL):
+            with sessions.begin() as session:
+                alert_ids.append(ingest_finding(session, finding(home.id, code), TZ).alert_id)
+    assert len(alert_ids) == 4
+
+    wall.advance(-3600)  # the host's clock is stepped back an hour
+    mono.advance(59)
+    assert escalations_ticked(sessions, steady) == 0
+    mono.advance(1)
+    wall.advance(1)
+    assert escalations_ticked(sessions, wall) == 0  # what a wall-clock escalator saw: nothing due for an hour
+    assert escalations_ticked(sessions, steady) == 4  # the first responders' minute has passed
+    assert all([step for _, _, step in sent_to(sessions, a)] == [0, 0, 1, 1] for a in alert_ids)
+
+    # An hour on, the arrival deadline an acknowledgement sets counts on the same clock: not a minute early.
+    mono.advance(3600)
+    wall.advance(3600)
+    with sessions.begin() as session:
+        assert acknowledge(session, session.get_one(Alert, alert_ids[0]), "responder:1", Source.KEY_PRESS)
+    mono.advance(29 * 60)
+    escalations_ticked(sessions, steady)
+    assert arrival_pages(sessions, alert_ids[0]) == 0
+    mono.advance(60)
+    escalations_ticked(sessions, steady)
+    assert arrival_pages(sessions, alert_ids[0]) == 1
+
+
+def arrival_pages(sessions: sessionmaker[Session], alert_id: int | None) -> int:
+    with sessions() as session:
+        paged = session.scalars(
+            select(AuditEntry.detail).where(AuditEntry.alert_id == alert_id, AuditEntry.action == "operators_paged")
+        ).all()
+    return paged.count({"reason": "arrival_overdue"})
+
+
+def test_the_service_times_escalations_and_retries_on_the_steady_clock() -> None:
+    """The escalator and the outbox the service builds default to the process's clock, as do the store's steps."""
+    for runner in (Escalator, Dispatcher):
+        assert inspect.signature(runner).parameters["clock"].default is clock.steady_now
+    assert store.steady_now is clock.steady_now
