@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from prometheus_client import Histogram
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from alerting import escalation as esc
@@ -24,6 +25,7 @@ from alerting.models import (
     FindingRecord,
     Notification,
     NotificationStatus,
+    WebhookReceipt,
 )
 from alerting.twilio_codes import Verdict
 from carebed.registry import Home, Responder
@@ -257,6 +259,20 @@ def record_status(
             None,
             {"notification_id": notification.id, "error_code": error_code},
         )
+
+
+def first_receipt(session: Session, key: str | None) -> bool:
+    """Note a Twilio callback as acted on, in the transaction of its effect; False for a replay of one that was."""
+    if key is None:
+        return True
+    if session.get(WebhookReceipt, key) is not None:
+        return False
+    try:
+        with session.begin_nested():
+            session.add(WebhookReceipt(key=key))
+    except IntegrityError:  # the same callback twice at once: the other request recorded it first
+        return False
+    return True
 
 
 def channel_ended(session: Session, notification: Notification, *, permanent: bool, tz: ZoneInfo) -> bool:
