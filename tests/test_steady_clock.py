@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -16,11 +17,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from alerting import clock, store
 from alerting.clock import SteadyClock
 from alerting.escalator import Escalator
-from alerting.models import Alert, AuditEntry
+from alerting.models import Alert, AuditEntry, Notification, NotificationStatus
 from alerting.outbox import Dispatcher
 from alerting.store import Source, acknowledge, ingest_finding
+from alerting.twilio_client import make_sender
+from alerting.urgency import UrgentWork
 from carebed.registry import RegistryFile
 from carebed.schemas import FindingCode
+from carebed.settings import Settings
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, TWILIO_FROM
+from tests.support import TwilioRecorder
 from tests.test_escalator import Clock, sent_to
 from tests.test_store import TZ, finding
 
@@ -106,3 +112,33 @@ def test_the_service_times_escalations_and_retries_on_the_steady_clock() -> None
     for runner in (Escalator, Dispatcher):
         assert inspect.signature(runner).parameters["clock"].default is clock.steady_now
     assert store.steady_now is clock.steady_now
+
+
+def test_a_retry_after_a_twilio_outage_is_not_held_back_by_the_wall_clock_stepped_back(
+    sessions: sessionmaker[Session], homes: RegistryFile, twilio: TwilioRecorder, tmp_path: Path
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        twilio_account_sid=ACCOUNT_SID,
+        twilio_auth_token=AUTH_TOKEN,
+        twilio_from=TWILIO_FROM,
+        twilio_api_base=twilio.url,
+    )
+    with sessions.begin() as session:
+        alert_id = ingest_finding(session, finding(homes.homes[0].id), TZ).alert_id  # an SMS and a call queued
+    wall, mono = Clock(), Monotonic()
+    steady = SteadyClock(wall, mono)
+    outbox = Dispatcher(sessions, make_sender(settings), lambda: None, TZ, UrgentWork(), clock=steady)
+
+    twilio.fail_next(6, 500, 20500)  # Twilio is down (each send tries three times): both are retried in 2 s
+    assert outbox.dispatch_due() == 2
+    wall.advance(-3600)
+    mono.advance(1)
+    assert outbox.dispatch_due() == 0
+    mono.advance(1)
+    wall.advance(1)
+    assert Dispatcher(sessions, make_sender(settings), lambda: None, TZ, UrgentWork(), clock=wall).dispatch_due() == 0
+    assert outbox.dispatch_due() == 2
+    with sessions() as session:
+        statuses = session.scalars(select(Notification.status).where(Notification.alert_id == alert_id)).all()
+    assert statuses == [NotificationStatus.SENT, NotificationStatus.SENT]
