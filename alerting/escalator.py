@@ -25,7 +25,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ra
 from alerting import escalation as esc
 from alerting.clock import steady_now
 from alerting.models import Alert, Escalation
-from alerting.store import Source, escalate
+from alerting.store import Source, bring_in_deadlines, escalate
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,16 @@ class Escalator:
         self._thread = threading.Thread(target=self._run, name="escalator", daemon=True)
 
     def start(self) -> None:
+        self.resume()
         self._thread.start()
+
+    def resume(self) -> int:
+        """Bring in deadlines a wall clock stepped back while the service was down would hold; return how many."""
+        now = self._clock()
+        moved = transact(self._sessions, lambda session: bring_in_deadlines(session, now))
+        if moved:
+            log.warning("escalation deadlines brought in: the wall clock went back", extra={"count": moved})
+        return moved
 
     def stop(self) -> None:
         self._stopping.set()

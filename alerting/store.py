@@ -176,6 +176,19 @@ def escalate(
     return True
 
 
+def bring_in_deadlines(session: Session, now: datetime) -> int:
+    """At start-up: bring in each deadline set before the wall clock was stepped back (escalation.bounded)."""
+    moved = 0
+    for row in session.scalars(select(Escalation).where(Escalation.next_at > now)).all():
+        plan, state = esc.Plan.model_validate(row.plan), esc.State.model_validate(row.state)
+        new = esc.bounded(plan, state, now)
+        if new != state:
+            row.state, row.next_at = new.model_dump(mode="json"), new.deadline
+            _audit(session, row.alert_id, "deadline_brought_in", Source.AUTOMATIC, None, {"was": str(state.deadline)})
+            moved += 1
+    return moved
+
+
 def load_escalation(session: Session, alert_id: int) -> tuple[Escalation, esc.Plan, esc.State] | None:
     row = session.get(Escalation, alert_id, with_for_update=True, populate_existing=True)
     if row is None:

@@ -7,7 +7,7 @@ over a wall clock and a monotonic clock the test steps and advances.
 from __future__ import annotations
 
 import inspect
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting import clock, store
+from alerting import escalation as esc
 from alerting.clock import SteadyClock
 from alerting.escalator import Escalator
 from alerting.models import Alert, AuditEntry, Notification, NotificationStatus
@@ -27,7 +28,8 @@ from carebed.schemas import FindingCode
 from carebed.settings import Settings
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, TWILIO_FROM
 from tests.support import TwilioRecorder
-from tests.test_escalator import Clock, sent_to
+from tests.test_escalation_core import CRITICAL
+from tests.test_escalator import Clock, open_sos, sent_to
 from tests.test_store import TZ, finding
 
 
@@ -142,3 +144,30 @@ def test_a_retry_after_a_twilio_outage_is_not_held_back_by_the_wall_clock_steppe
     with sessions() as session:
         statuses = session.scalars(select(Notification.status).where(Notification.alert_id == alert_id)).all()
     assert statuses == [NotificationStatus.SENT, NotificationStatus.SENT]
+
+
+def test_a_restart_after_the_wall_clock_went_back_an_hour_waits_at_most_one_step(
+    sessions: sessionmaker[Session], homes: RegistryFile
+) -> None:
+    """What the steady clock cannot see, the restarted escalator bounds: no deadline beyond its step's own wait."""
+    alert_id = open_sos(sessions, homes.homes[0].id)  # the first responder's minute runs from now
+    wall = Clock()
+    wall.advance(-3600)  # stepped back while the service was down
+    restarted = Escalator(sessions, TZ, on_change=lambda: None, clock=wall)
+    assert restarted.resume() == 1
+    assert restarted.resume() == 0
+    wall.advance(59)
+    assert restarted.tick_due() == 0
+    wall.advance(1)
+    assert restarted.tick_due() == 1
+    assert [step for _, _, step in sent_to(sessions, alert_id)] == [0, 0, 1, 1]
+
+
+def test_a_deadline_is_brought_in_to_its_own_phase_s_wait_and_no_nearer() -> None:
+    start = datetime(2026, 12, 8, 3, 0, tzinfo=UTC)
+    late = start + timedelta(hours=1)  # the time the deadlines were set by, an hour ahead of the clock now
+    notifying, _ = esc.advance(CRITICAL, esc.State(), late, esc.Start())
+    acked, _ = esc.advance(CRITICAL, notifying, late, esc.Acked(responder=11))
+    assert esc.bounded(CRITICAL, notifying, start).deadline == start + timedelta(seconds=60)
+    assert esc.bounded(CRITICAL, acked, start).deadline == start + timedelta(seconds=CRITICAL.arrival_s)
+    assert esc.bounded(CRITICAL, acked, late) == acked  # set by this clock: left alone
