@@ -64,8 +64,20 @@ class Dispatcher:
         self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
 
     def start(self) -> None:
+        self.resume()
         self._recover_in_doubt(stale_after=timedelta(0))
         self._thread.start()
+
+    def resume(self) -> int:
+        """Bring in retry times beyond the longest backoff: the wall clock went back while the service was down."""
+        latest = self._clock() + timedelta(seconds=MAX_BACKOFF_S)
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(Notification)
+                .where(Notification.status == NotificationStatus.PENDING, Notification.next_attempt_at > latest)
+                .values(next_attempt_at=latest)
+            )
+            return int(getattr(result, "rowcount", 0))
 
     def stop(self) -> None:
         self._stopping.set()

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting import clock, store
@@ -19,12 +19,12 @@ from alerting import escalation as esc
 from alerting.clock import SteadyClock
 from alerting.escalator import Escalator
 from alerting.models import Alert, AuditEntry, Notification, NotificationStatus
-from alerting.outbox import Dispatcher
+from alerting.outbox import MAX_BACKOFF_S, Dispatcher
 from alerting.store import Source, acknowledge, ingest_finding
-from alerting.twilio_client import make_sender
+from alerting.twilio_client import DryRunSender, make_sender
 from alerting.urgency import UrgentWork
 from carebed.registry import RegistryFile
-from carebed.schemas import FindingCode
+from carebed.schemas import FindingCode, utc_now
 from carebed.settings import Settings
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, TWILIO_FROM
 from tests.support import TwilioRecorder
@@ -144,6 +144,23 @@ def test_a_retry_after_a_twilio_outage_is_not_held_back_by_the_wall_clock_steppe
     with sessions() as session:
         statuses = session.scalars(select(Notification.status).where(Notification.alert_id == alert_id)).all()
     assert statuses == [NotificationStatus.SENT, NotificationStatus.SENT]
+
+
+def test_a_restarted_outbox_brings_in_retries_set_before_the_wall_clock_went_back(
+    sessions: sessionmaker[Session], homes: RegistryFile
+) -> None:
+    open_sos(sessions, homes.homes[0].id)
+    wall = Clock()
+    wall.advance(-3600)  # stepped back while the service was down, after retries were set by the old clock
+    with sessions.begin() as session:
+        session.execute(update(Notification).values(next_attempt_at=utc_now() + timedelta(seconds=8)))
+    outbox = Dispatcher(sessions, DryRunSender(), lambda: None, TZ, UrgentWork(), clock=wall)
+    assert outbox.resume() == 2
+    assert outbox.resume() == 0
+    wall.advance(MAX_BACKOFF_S - 1)
+    assert outbox.dispatch_due() == 0
+    wall.advance(1)
+    assert outbox.dispatch_due() == 2
 
 
 def test_a_restart_after_the_wall_clock_went_back_an_hour_waits_at_most_one_step(
