@@ -274,18 +274,21 @@ def record_status(
         )
 
 
-def first_receipt(session: Session, key: str | None) -> bool:
-    """Note a Twilio callback as acted on, in the transaction of its effect; False for a replay of one that was."""
+class Replayed(Exception):
+    """A Twilio callback that was already acted on: its transaction is rolled back and nothing happens."""
+
+
+def record_receipt(session: Session, key: str | None) -> None:
+    """Note a Twilio callback as acted on, in the transaction of its effect; raise Replayed if it was already."""
     if key is None:
-        return True
+        return
     if session.get(WebhookReceipt, key) is not None:
-        return False
+        raise Replayed(key)
+    session.add(WebhookReceipt(key=key))
     try:
-        with session.begin_nested():
-            session.add(WebhookReceipt(key=key))
-    except IntegrityError:  # the same callback twice at once: the other request recorded it first
-        return False
-    return True
+        session.flush()
+    except IntegrityError as exc:  # the same callback twice at once: the other request recorded it first
+        raise Replayed(key) from exc
 
 
 def channel_ended(session: Session, notification: Notification, *, permanent: bool, tz: ZoneInfo) -> bool:

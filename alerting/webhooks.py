@@ -31,13 +31,14 @@ from alerting.models import Alert, AlertStatus, Notification
 from alerting.state import AppState
 from alerting.store import (
     Outcome,
+    Replayed,
     Source,
     acknowledge,
     channel_ended,
     confirm_arrival,
     contact_key,
     escalate,
-    first_receipt,
+    record_receipt,
     record_status,
     resolve,
 )
@@ -99,11 +100,14 @@ def _receipt(form: dict[str, str], *parts: object) -> str | None:
 
 
 def _once(state: AppState, kind: str, work: Callable[[Session], T]) -> T | None:
-    """Run a callback's work in one transaction unless it is a replay (``work`` returns None for that)."""
-    result = transact(state.sessions, work)
-    if result is None:
+    """Run a callback's work in one transaction; None if it is a replay, which did nothing."""
+    try:
+        result = transact(state.sessions, work)
+    except Replayed:
         WEBHOOKS.labels(kind, "replayed").inc()
         log.info("replayed twilio webhook ignored", extra={"kind": kind})
+        return None
+    _changed(state)
     return result
 
 
@@ -139,10 +143,9 @@ def gather(request: Request, notification_id: int, form: Form) -> Response:
     digits = form.get("Digits", "")
     receipt = _receipt(form, "gather", notification_id, digits)
 
-    def work(session: Session) -> tuple[str, str] | None:
+    def work(session: Session) -> tuple[str, str]:
         notification = _notification(session, notification_id)
-        if not first_receipt(session, receipt):
-            return None
+        record_receipt(session, receipt)
         key = contact_key(session, notification)
         alert, language = notification.alert, notification.language
         if digits == "1":
@@ -156,7 +159,6 @@ def gather(request: Request, notification_id: int, form: Form) -> Response:
     said = _once(state, "gather", work)
     response = VoiceResponse()
     if said is not None:
-        _changed(state)
         _say(response, *said)
     return _twiml(response)
 
@@ -170,20 +172,16 @@ def status(request: Request, notification_id: int, form: Form) -> Response:
     verdict = classify_status(reported, int(code) if code.isdigit() else None)
     receipt = _receipt(form, "status", notification_id, reported)
 
-    def work(session: Session) -> bool | None:
+    def work(session: Session) -> bool:
         notification = _notification(session, notification_id)
-        if not first_receipt(session, receipt):
-            return None
+        record_receipt(session, receipt)
         record_status(session, notification, reported, code or None, verdict)
         if verdict in (Verdict.UNANSWERED, Verdict.PERMANENT):
             return channel_ended(session, notification, permanent=verdict == Verdict.PERMANENT, tz=state.settings.tz)
         return False
 
-    moved = _once(state, "status", work)
-    if moved:
+    if _once(state, "status", work):
         log.info("escalation moved by a status callback", extra={"notification_id": notification_id})
-    if moved is not None:
-        _changed(state)
     return Response(status_code=204)
 
 
@@ -195,8 +193,7 @@ def sms_reply(request: Request, form: Form) -> Response:
     receipt = _receipt(form, "sms")
 
     def work(session: Session) -> str | None:
-        if not first_receipt(session, receipt):
-            return None
+        record_receipt(session, receipt)
         query = (
             select(Notification)
             .join(Alert)
@@ -207,7 +204,7 @@ def sms_reply(request: Request, form: Form) -> Response:
             query = query.where(Notification.alert_id == parsed[1])
         notification = session.scalars(query.limit(1)).first()
         if notification is None:
-            return ""  # not a responder of an open alert: no answer
+            return None
         alert, language = notification.alert, notification.language
         if parsed is None:
             return SMS_CONFIRM["unknown"][language]
@@ -228,8 +225,6 @@ def sms_reply(request: Request, form: Form) -> Response:
     answer = _once(state, "sms", work)
     response = MessagingResponse()
     if answer is not None:
-        _changed(state)
-    if answer:
         response.message(answer)
     return _twiml(response)
 

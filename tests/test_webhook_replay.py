@@ -6,11 +6,17 @@ through the real alerting process with requests signed as Twilio signs them.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
 
+from alerting.escalator import transact
+from alerting.store import Replayed, record_receipt
 from tests import test_escalation_e2e
+from tests.support import wait_for
 from tests.test_escalation_e2e import Rig
 
 pytestmark = pytest.mark.integration
@@ -59,3 +65,32 @@ def test_replayed_status_callbacks_sms_replies_and_key_presses_do_nothing(rig: R
     assert [n["provider_status"] for n in rig.detail(alert["id"])["notifications"] if n["id"] == call["id"]] == [
         "completed"
     ]
+
+
+def test_the_same_callback_twice_at_once_is_acted_on_once(sessions: sessionmaker[Session]) -> None:
+    """Two copies in flight together: the second waits on the first's receipt and then does nothing."""
+    key = "status:1:CA" + "0" * 32 + ":no-answer"
+    outcome: list[str] = []
+
+    def second() -> None:
+        try:
+            transact(sessions, lambda session: record_receipt(session, key))
+            outcome.append("acted")
+        except Replayed:
+            outcome.append("replayed")
+
+    with sessions.begin() as first:
+        record_receipt(first, key)  # written, not yet committed
+        copy = threading.Thread(target=second)
+        copy.start()
+        if first.bind.dialect.name == "postgresql":  # SQLite's lock cannot be watched: there it may come after
+            wait_for(lambda: waiting_on_a_lock(sessions), 10, "the copy to wait on the first's receipt")
+    copy.join(timeout=30)
+    assert outcome == ["replayed"]
+    with pytest.raises(Replayed), sessions.begin() as session:
+        record_receipt(session, key)
+
+
+def waiting_on_a_lock(sessions: sessionmaker[Session]) -> bool:
+    with sessions() as session:
+        return bool(session.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")))
