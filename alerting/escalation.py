@@ -277,6 +277,25 @@ def advance(plan: Plan, state: State, now: datetime, event: Event) -> Result:
     raise AssertionError(f"unknown event {event!r}")
 
 
+def bounded(plan: Plan, state: State, now: datetime) -> State:
+    """The state with its deadline no further from ``now`` than its phase could have set it.
+
+    A deadline further ahead was set before the wall clock was stepped back while the service was
+    down (a running service keeps time on its steady clock): it is brought in to a full wait from
+    now, so the step waits at most its own wait rather than the size of the step of the clock.
+    """
+    if state.deadline is None:
+        return state
+    if state.phase == Phase.NOTIFYING:
+        longest = plan.steps[state.step].wait_s
+    elif state.phase == Phase.ACKNOWLEDGED:
+        longest = plan.arrival_s
+    else:
+        return state
+    limit = now + timedelta(seconds=longest)
+    return state if state.deadline <= limit else state.model_copy(update={"deadline": limit})
+
+
 def _tick(plan: Plan, state: State, now: datetime) -> Result:
     if state.deadline is None or now < state.deadline:
         return state, []

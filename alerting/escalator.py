@@ -1,8 +1,10 @@
 """Runs escalations in time: each due escalation gets a tick in its own transaction.
 
 The clock is a parameter, so tests can drive escalations through minutes of policy time
-without waiting. A crash between ticks loses nothing: the state and the messages a tick
-queued were committed together, and the next tick starts from what is stored.
+without waiting; in the service it is the process's steady clock (alerting/clock.py), so a wall
+clock stepped back does not hold escalations back. A crash between ticks loses nothing: the
+state and the messages a tick queued were committed together, and the next tick starts from
+what is stored.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from sqlalchemy.orm.exc import StaleDataError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from alerting import escalation as esc
+from alerting.clock import steady_now
 from alerting.models import Alert, Escalation
-from alerting.store import Source, escalate
-from carebed.schemas import utc_now
+from alerting.store import Source, bring_in_deadlines, escalate
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ class Escalator:
         sessions: sessionmaker[Session],
         tz: ZoneInfo,
         on_change: Callable[[], None],
-        clock: Callable[[], datetime] = utc_now,
+        clock: Callable[[], datetime] = steady_now,
         poll_s: float = 0.25,
     ) -> None:
         self._sessions = sessions
@@ -63,7 +65,16 @@ class Escalator:
         self._thread = threading.Thread(target=self._run, name="escalator", daemon=True)
 
     def start(self) -> None:
+        self.resume()
         self._thread.start()
+
+    def resume(self) -> int:
+        """Bring in deadlines a wall clock stepped back while the service was down would hold; return how many."""
+        now = self._clock()
+        moved = transact(self._sessions, lambda session: bring_in_deadlines(session, now))
+        if moved:
+            log.warning("escalation deadlines brought in: the wall clock went back", extra={"count": moved})
+        return moved
 
     def stop(self) -> None:
         self._stopping.set()

@@ -63,6 +63,11 @@ class FindingRecord(Base):
     __tablename__ = "findings"
 
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    finding_id: Mapped[str | None] = mapped_column(
+        String(200),
+        index=True,
+        doc="The finding's id when this is a later press that repeats it (a stuck clock); NULL when id is it.",
+    )
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
     code: Mapped[str] = mapped_column(String(40))
     ts: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -188,3 +193,14 @@ class DeviceSeen(ChartBase):
     last_seen: Mapped[datetime] = mapped_column(UtcDateTime)
     battery_pct: Mapped[float | None] = mapped_column(Float)
     online: Mapped[bool] = mapped_column(default=True)
+
+
+class WebhookReceipt(Base):
+    """A Twilio callback already acted on; its signature never expires, so a replay is known by this key."""
+
+    __tablename__ = "webhook_receipts"
+
+    key: Mapped[str] = mapped_column(
+        String(200), primary_key=True, doc="kind:notification:call or message SID:status or digits; sms:MessageSid."
+    )
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)

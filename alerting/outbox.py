@@ -2,7 +2,8 @@
 
 A row is claimed (status 'sending', committed) before Twilio is called, and marked sent after.
 A row found still 'sending' at start-up is in doubt: Twilio is asked whether it went out, and
-it is sent again only if it did not.
+it is sent again only if it did not. Retry times follow the process's steady clock
+(alerting/clock.py), so a wall clock stepped back does not hold a retry back.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from alerting.clock import steady_now
 from alerting.models import Notification, NotificationStatus
 from alerting.store import LATENCY_BUCKETS, channel_ended, record_delivery
 from alerting.twilio_client import SendError, SmsSender
@@ -47,7 +49,9 @@ class Dispatcher:
         urgent: UrgentWork,
         public_url: str | None = None,
         poll_s: float = 1.0,
+        clock: Callable[[], datetime] = steady_now,
     ) -> None:
+        self._clock = clock
         self._sessions = sessions
         self._urgent = urgent
         self._tz = tz
@@ -60,8 +64,20 @@ class Dispatcher:
         self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
 
     def start(self) -> None:
+        self.resume()
         self._recover_in_doubt(stale_after=timedelta(0))
         self._thread.start()
+
+    def resume(self) -> int:
+        """Bring in retry times beyond the longest backoff: the wall clock went back while the service was down."""
+        latest = self._clock() + timedelta(seconds=MAX_BACKOFF_S)
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(Notification)
+                .where(Notification.status == NotificationStatus.PENDING, Notification.next_attempt_at > latest)
+                .values(next_attempt_at=latest)
+            )
+            return int(getattr(result, "rowcount", 0))
 
     def stop(self) -> None:
         self._stopping.set()
@@ -89,7 +105,7 @@ class Dispatcher:
         with self._sessions() as session:
             due = session.scalars(
                 select(Notification.id)
-                .where(Notification.status == NotificationStatus.PENDING, Notification.next_attempt_at <= utc_now())
+                .where(Notification.status == NotificationStatus.PENDING, Notification.next_attempt_at <= self._clock())
                 .order_by(Notification.id)
                 .limit(BATCH)
             ).all()
@@ -155,7 +171,7 @@ class Dispatcher:
             if transient:
                 delay = min(2.0**notification.attempts, MAX_BACKOFF_S)
                 notification.status = NotificationStatus.PENDING
-                notification.next_attempt_at = utc_now() + timedelta(seconds=delay)
+                notification.next_attempt_at = self._clock() + timedelta(seconds=delay)
                 notification.last_error = error
             else:
                 record_delivery(

@@ -8,11 +8,13 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from prometheus_client import Histogram
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from alerting import escalation as esc
-from alerting.folding import group_key, higher
+from alerting.clock import steady_now
+from alerting.folding import Recorded, group_key, higher, is_new_press, record_id
 from alerting.messages import REPLY_HINT, AlertText, sms_body, voice_text
 from alerting.models import (
     Alert,
@@ -23,6 +25,7 @@ from alerting.models import (
     FindingRecord,
     Notification,
     NotificationStatus,
+    WebhookReceipt,
 )
 from alerting.twilio_codes import Verdict
 from carebed.registry import Home, Responder
@@ -65,7 +68,9 @@ class IngestResult:
 
 def ingest_finding(session: Session, finding: Finding, tz: ZoneInfo, time_scale: float = 1.0) -> IngestResult:
     """Record a finding: ignore a copy, fold it into the open alert of its home and cause, or open one."""
-    if session.get(FindingRecord, finding.id) is not None:
+    first = session.get(FindingRecord, finding.id)
+    repeat = first is not None
+    if first is not None and not is_new_press(finding, _newest_record(session, first)):
         return IngestResult(alert_id=None, created=False, duplicate=True)
     key = group_key(finding)
     alert = session.scalar(select(Alert).where(Alert.open_key == key))
@@ -95,7 +100,8 @@ def ingest_finding(session: Session, finding: Finding, tz: ZoneInfo, time_scale:
         _audit(session, alert.id, "folded", Source.DETECTOR, None, {"finding_id": finding.id})
     session.add(
         FindingRecord(
-            id=finding.id,
+            id=record_id(finding, alert.id, repeat),
+            finding_id=finding.id if repeat else None,
             alert_id=alert.id,
             code=finding.code.value,
             ts=finding.ts,
@@ -103,6 +109,13 @@ def ingest_finding(session: Session, finding: Finding, tz: ZoneInfo, time_scale:
         )
     )
     return IngestResult(alert_id=alert.id, created=created, duplicate=False)
+
+
+def _newest_record(session: Session, first: FindingRecord) -> Recorded:
+    """The alert that last took a finding id (a stuck clock repeats ids), and whether it is resolved yet."""
+    newest = session.scalar(select(func.max(FindingRecord.alert_id)).where(FindingRecord.finding_id == first.id))
+    alert_id = newest if newest is not None else first.alert_id
+    return Recorded(alert_id=alert_id, resolved_at=session.get_one(Alert, alert_id).resolved_at)
 
 
 def start_escalation(session: Session, alert: Alert, tz: ZoneInfo, time_scale: float = 1.0) -> None:
@@ -154,13 +167,26 @@ def escalate(
     if loaded is None:
         return False
     row, plan, state = loaded
-    new, actions = esc.advance(plan, state, now or utc_now(), event)
+    new, actions = esc.advance(plan, state, now or steady_now(), event)
     if new == state and not actions:
         return False
     for action in actions:
         _carry_out(session, alert, plan, action, source, actor, tz)
     row.state, row.phase, row.next_at = new.model_dump(mode="json"), new.phase.value, new.deadline
     return True
+
+
+def bring_in_deadlines(session: Session, now: datetime) -> int:
+    """At start-up: bring in each deadline set before the wall clock was stepped back (escalation.bounded)."""
+    moved = 0
+    for row in session.scalars(select(Escalation).where(Escalation.next_at > now)).all():
+        plan, state = esc.Plan.model_validate(row.plan), esc.State.model_validate(row.state)
+        new = esc.bounded(plan, state, now)
+        if new != state:
+            row.state, row.next_at = new.model_dump(mode="json"), new.deadline
+            _audit(session, row.alert_id, "deadline_brought_in", Source.AUTOMATIC, None, {"was": str(state.deadline)})
+            moved += 1
+    return moved
 
 
 def load_escalation(session: Session, alert_id: int) -> tuple[Escalation, esc.Plan, esc.State] | None:
@@ -246,6 +272,23 @@ def record_status(
             None,
             {"notification_id": notification.id, "error_code": error_code},
         )
+
+
+class Replayed(Exception):
+    """A Twilio callback that was already acted on: its transaction is rolled back and nothing happens."""
+
+
+def record_receipt(session: Session, key: str | None) -> None:
+    """Note a Twilio callback as acted on, in the transaction of its effect; raise Replayed if it was already."""
+    if key is None:
+        return
+    if session.get(WebhookReceipt, key) is not None:
+        raise Replayed(key)
+    session.add(WebhookReceipt(key=key))
+    try:
+        session.flush()
+    except IntegrityError as exc:  # the same callback twice at once: the other request recorded it first
+        raise Replayed(key) from exc
 
 
 def channel_ended(session: Session, notification: Notification, *, permanent: bool, tz: ZoneInfo) -> bool:

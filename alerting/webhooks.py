@@ -3,12 +3,18 @@
 Every request must carry a valid ``X-Twilio-Signature`` computed over ``CAREBED_PUBLIC_URL``
 plus the path; anything else gets 403 and changes nothing. Without a public URL or an auth
 token the webhooks are off (403), since no signature could be checked.
+
+A signature never expires, so a captured request stays valid: each callback that can change
+something (a status, a key press, an SMS reply) is recorded by its call or message SID and what
+it reported, in the transaction of its effect, and a replay of it does nothing and answers
+nothing. The spoken menu changes nothing and is served again.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from prometheus_client import Counter
@@ -25,12 +31,14 @@ from alerting.models import Alert, AlertStatus, Notification
 from alerting.state import AppState
 from alerting.store import (
     Outcome,
+    Replayed,
     Source,
     acknowledge,
     channel_ended,
     confirm_arrival,
     contact_key,
     escalate,
+    record_receipt,
     record_status,
     resolve,
 )
@@ -40,6 +48,8 @@ from alerting.twilio_codes import Verdict, classify_status
 log = logging.getLogger(__name__)
 
 WEBHOOKS = Counter("carebed_alerting_webhooks_total", "Twilio webhook requests, by kind and result", ["kind", "result"])
+
+T = TypeVar("T")
 
 router = APIRouter(prefix="/twilio", include_in_schema=False)
 
@@ -79,6 +89,28 @@ def _say(response: VoiceResponse, text: str, language: str) -> None:
     response.say(text, voice=voice, language=locale)
 
 
+def _receipt(form: dict[str, str], *parts: object) -> str | None:
+    """What identifies a callback: its kind, notification and what it reported, with Twilio's call or message SID.
+
+    Twilio always sends the SID; a request without one could only have been signed with the auth
+    token itself, and is acted on each time.
+    """
+    sid = form.get("CallSid") or form.get("MessageSid") or form.get("SmsSid")
+    return ":".join(str(part) for part in (*parts, sid))[:200] if sid else None
+
+
+def _once(state: AppState, kind: str, work: Callable[[Session], T]) -> T | None:
+    """Run a callback's work in one transaction; None if it is a replay, which did nothing."""
+    try:
+        result = transact(state.sessions, work)
+    except Replayed:
+        WEBHOOKS.labels(kind, "replayed").inc()
+        log.info("replayed twilio webhook ignored", extra={"kind": kind})
+        return None
+    _changed(state)
+    return result
+
+
 def _notification(session: Session, notification_id: int) -> Notification:
     notification = session.get(Notification, notification_id)
     if notification is None:
@@ -109,9 +141,11 @@ def gather(request: Request, notification_id: int, form: Form) -> Response:
     """A key press: 1 accepts the alert (the only acknowledgement a call can give), 2 passes it on."""
     state = _state(request)
     digits = form.get("Digits", "")
+    receipt = _receipt(form, "gather", notification_id, digits)
 
     def work(session: Session) -> tuple[str, str]:
         notification = _notification(session, notification_id)
+        record_receipt(session, receipt)
         key = contact_key(session, notification)
         alert, language = notification.alert, notification.language
         if digits == "1":
@@ -122,10 +156,10 @@ def gather(request: Request, notification_id: int, form: Form) -> Response:
             return VOICE_PASSED[language], language
         return VOICE_NO_KEY[language], language
 
-    answer, language = transact(state.sessions, work)
-    _changed(state)
+    said = _once(state, "gather", work)
     response = VoiceResponse()
-    _say(response, answer, language)
+    if said is not None:
+        _say(response, *said)
     return _twiml(response)
 
 
@@ -136,17 +170,18 @@ def status(request: Request, notification_id: int, form: Form) -> Response:
     reported = form.get("CallStatus") or form.get("MessageStatus") or ""
     code = form.get("ErrorCode", "")
     verdict = classify_status(reported, int(code) if code.isdigit() else None)
+    receipt = _receipt(form, "status", notification_id, reported)
 
     def work(session: Session) -> bool:
         notification = _notification(session, notification_id)
+        record_receipt(session, receipt)
         record_status(session, notification, reported, code or None, verdict)
         if verdict in (Verdict.UNANSWERED, Verdict.PERMANENT):
             return channel_ended(session, notification, permanent=verdict == Verdict.PERMANENT, tz=state.settings.tz)
         return False
 
-    if transact(state.sessions, work):
+    if _once(state, "status", work):
         log.info("escalation moved by a status callback", extra={"notification_id": notification_id})
-    _changed(state)
     return Response(status_code=204)
 
 
@@ -155,8 +190,10 @@ def sms_reply(request: Request, form: Form) -> Response:
     """A responder's reply: matched by their number to their newest open alert (or the one they name)."""
     state = _state(request)
     sender, parsed = form.get("From", ""), esc.parse_reply(form.get("Body", ""))
+    receipt = _receipt(form, "sms")
 
-    def work(session: Session) -> tuple[str, str] | None:
+    def work(session: Session) -> str | None:
+        record_receipt(session, receipt)
         query = (
             select(Notification)
             .join(Alert)
@@ -170,7 +207,7 @@ def sms_reply(request: Request, form: Form) -> Response:
             return None
         alert, language = notification.alert, notification.language
         if parsed is None:
-            return SMS_CONFIRM["unknown"][language], language
+            return SMS_CONFIRM["unknown"][language]
         key = contact_key(session, notification)
         reply, actor = parsed[0], _actor(key)
         done = "too_late"
@@ -183,13 +220,12 @@ def sms_reply(request: Request, form: Form) -> Response:
             done = "arrived"
         elif reply == esc.Reply.RESOLVED and resolve(session, alert, actor, Source.SMS_REPLY, Outcome.VISITED):
             done = "resolved"
-        return SMS_CONFIRM[done][language].format(id=alert.id), language
+        return SMS_CONFIRM[done][language].format(id=alert.id)
 
-    answer = transact(state.sessions, work)
-    _changed(state)
+    answer = _once(state, "sms", work)
     response = MessagingResponse()
     if answer is not None:
-        response.message(answer[0])
+        response.message(answer)
     return _twiml(response)
 
 

@@ -1,10 +1,13 @@
 """Pure core of the alarm lane: an SOS press or a fall is a finding by itself.
 
 Nothing before a press decides whether it counts, so the alarm needs no state: its id comes from
-the device and the event's own timestamp, a redelivered copy gets the same id, and the alerting
-service folds it away. Needing no state is what lets the alarms be raised in a process of their
-own (detector/alarm_service.py), away from the pauses of the process that holds every home's
-learned state (docs/architecture.md, "An alarm lane").
+the device, the event's own timestamp and the device's message number (``seq``) when it sends
+one, so a redelivered or resent copy gets the same id and the alerting service folds it away,
+while two presses of a device whose clock is stuck still differ by their numbers. Without a
+number the alerting service tells such presses apart by when they arrived (alerting/folding.py).
+Needing no state is what lets the alarms be raised in a process of their own
+(detector/alarm_service.py), away from the pauses of the process that holds every home's learned
+state (docs/architecture.md, "An alarm lane").
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ def alarms_of(reading: Reading) -> list[Finding]:
     if reading.event is None or reading.event not in _ALARMS:
         return []
     code, summary = _ALARMS[reading.event]
+    number = "" if reading.seq is None else f":{reading.seq}"
     return [
         Finding(
-            id=f"{reading.device_id}:{code.value}:{reading.ts.isoformat()}",
+            id=f"{reading.device_id}:{code.value}:{reading.ts.isoformat()}{number}",
             home_id=reading.home_id,
             device_id=reading.device_id,
             code=code,
