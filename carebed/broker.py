@@ -83,7 +83,10 @@ class Mosquitto:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         data = self.data_dir.resolve()
         listener_options = (
-            f"allow_anonymous false\npassword_file {data}/passwd\nacl_file {data}/acl"
+            f"allow_anonymous false\npassword_file {data}/passwd\nacl_file {data}/acl\n"
+            # A session belongs to its account: nobody can connect with another's client id, kick
+            # it off and wipe its queue (docs/architecture.md, "Broker security").
+            "use_username_as_clientid true"
             if self.authenticated
             else "allow_anonymous true"
         )
@@ -97,6 +100,10 @@ class Mosquitto:
         )
         self.process = subprocess.Popen([binary, "-c", str(self.config_path)], stdin=subprocess.DEVNULL)
         wait_for_port(self.port, timeout_s, self.process)
+
+    def exit_code(self) -> int | None:
+        """The code it exited with (a signal as its negative), or None while it runs or before it started."""
+        return None if self.process is None else self.process.poll()
 
     def stop(self) -> None:
         """SIGTERM lets Mosquitto write its persistence file, so queued messages survive."""
