@@ -18,7 +18,7 @@ pid_file {data}/mosquitto.pid
 {listener_options}
 persistence true
 persistence_location {data}/
-autosave_interval 5
+{autosave}
 persistent_client_expiration 14d
 max_queued_messages 1000000
 max_inflight_messages 1000
@@ -27,6 +27,11 @@ log_type error
 log_type warning
 log_type notice
 """
+
+
+# How often Mosquitto writes its in-memory state to disk; benchmarks/broker_persistence.py
+# measures what each choice loses on kill -9 and costs (docs/architecture.md, "Delivery").
+AUTOSAVE = "autosave_interval 5"
 
 
 def free_port() -> int:
@@ -64,6 +69,7 @@ class Mosquitto:
     port: int
     authenticated: bool = False
     tls: TlsFiles | None = None
+    autosave: str = AUTOSAVE
 
     def __post_init__(self) -> None:
         self.process: subprocess.Popen[bytes] | None = None
@@ -95,7 +101,13 @@ class Mosquitto:
                 f"\ncafile {self.tls.ca_file}\ncertfile {self.tls.cert_file}\nkeyfile {self.tls.key_file}"
             )
         self.config_path.write_text(
-            CONFIG.format(user=getpass.getuser(), port=self.port, data=data, listener_options=listener_options),
+            CONFIG.format(
+                user=getpass.getuser(),
+                port=self.port,
+                data=data,
+                listener_options=listener_options,
+                autosave=self.autosave,
+            ),
             encoding="utf-8",
         )
         self.process = subprocess.Popen([binary, "-c", str(self.config_path)], stdin=subprocess.DEVNULL)

@@ -48,9 +48,10 @@ SERVICE_ACL: dict[str, tuple[tuple[str, str], ...]] = {
         ("read", f"{PREFIX}/internal/findings/#"),
         ("read", READINGS),
         ("write", f"{PREFIX}/internal/feedback/#"),
+        ("write", f"{PREFIX}/confirmations/#"),
     ),
     # Publishes for many simulated devices over one connection: for demos, tests and benchmarks only.
-    "carebed-simulator": (("write", f"{PREFIX}/devices/#"),),
+    "carebed-simulator": (("write", f"{PREFIX}/devices/#"), ("read", f"{PREFIX}/confirmations/#")),
     # A LoRaWAN network server's MQTT integration (ChirpStack v4 uplinks).
     "carebed-chirpstack": (("write", "application/+/device/+/event/+"),),
     # Read-only view of everything, for integrators watching their data arrive and being judged.
@@ -106,6 +107,7 @@ def acl_text() -> str:
         "# Every other user is a device or a hub: it may write only below its own id.",
         "pattern write carebed/v1/devices/%u/+",
         "pattern write carebed/v1/z2m/%u/#",
+        "pattern read carebed/v1/confirmations/%u",
         "",
     ]
     return "\n".join(lines)

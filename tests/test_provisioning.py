@@ -200,3 +200,24 @@ def test_nobody_can_take_a_services_session_or_wipe_its_queue(
     finally:
         lane.stop()
         device.stop()
+
+
+def test_a_device_reads_its_own_confirmations_and_nobody_elses(secure: SecureStack, registry: RegistryFile) -> None:
+    mine, theirs = wearable(registry, 0), wearable(registry, 1)
+    received: list[str] = []
+    device = secure.client(mine, secure.new_password("devices", "rotate", mine))
+    for device_id in (mine, theirs):
+        device.subscribe(topics.confirmation(device_id), lambda message: received.append(message.topic) or [])
+    alerting = secure.client("carebed-alerting", secure.accounts["carebed-alerting"])
+    device.start()
+    alerting.start()
+    try:
+        confirmation = b'{"event": "sos", "ts": "2026-01-01T00:00:00Z"}'
+        assert alerting.publish_confirmed(Outbound(topics.confirmation(theirs), confirmation))
+        assert alerting.publish_confirmed(Outbound(topics.confirmation(mine), confirmation))
+        wait_for(lambda: received, 10, "the device's own confirmation")
+        assert device.publish_confirmed(Outbound(topics.confirmation(mine), confirmation)) is False  # no forging
+        assert received == [topics.confirmation(mine)]
+    finally:
+        device.stop()
+        alerting.stop()
