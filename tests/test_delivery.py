@@ -7,17 +7,21 @@ from datetime import timedelta, timezone
 
 import httpx
 import pytest
+import yaml
 
+from alerting.consumer import confirmation_of
 from carebed import topics
 from carebed.broker import Mosquitto
 from carebed.mqtt import Inbound, MqttClient, Outbound
 from carebed.registry import RegistryFile
-from carebed.schemas import Confirmation, DeviceEvent, dump, utc_now
+from carebed.schemas import Confirmation, DeviceEvent, DeviceKind, FindingCode, Reading, dump, utc_now
 from carebed.settings import Settings
 from carebed.topics import DeviceChannel
+from detector.alarms import alarms_of
 from simulators.delivery import Unconfirmed
 from tests.conftest import alerting_url, login
 from tests.support import ServiceProcess, wait_for
+from tests.test_asyncapi import DOC_PATH, channel_validator
 
 T0 = utc_now().replace(microsecond=0)
 
@@ -70,6 +74,34 @@ def test_a_confirmation_matches_by_sequence_number_when_the_device_sent_one() ->
     assert len(unconfirmed) == 1
     unconfirmed.confirm(confirmation("w1", seq=7))
     assert len(unconfirmed) == 0
+
+
+@pytest.mark.parametrize("seq", [None, 41])
+def test_the_alerting_services_confirmation_is_as_documented_and_settles_the_device(seq: int | None) -> None:
+    """From a device's event, through the alarm lane's finding, to the confirmation the device matches."""
+    sos = event("w1", "sos", seq)
+    reading = Reading(
+        home_id="h1",
+        device_id="w1",
+        device_kind=DeviceKind.WEARABLE,
+        channel=DeviceChannel.EVENT,
+        ts=T0,
+        received_at=utc_now(),
+        seq=seq,
+        event=DeviceEvent.SOS,
+    )
+    [finding] = alarms_of(reading)
+    [confirmation] = confirmation_of(finding)
+    assert confirmation.topic == topics.confirmation("w1")
+    doc = yaml.safe_load(DOC_PATH.read_text(encoding="utf-8"))
+    channel_validator(doc, f"{topics.PREFIX}/confirmations/{{device_id}}", "subscribe").validate(
+        json.loads(confirmation.payload)
+    )
+    unconfirmed = Unconfirmed()
+    unconfirmed.sent("w1", sos)
+    unconfirmed.confirm(Inbound(confirmation.topic, confirmation.payload, False))
+    assert len(unconfirmed) == 0
+    assert confirmation_of(finding.model_copy(update={"code": FindingCode.WATER_LEAK})) == ()
 
 
 @pytest.mark.integration
