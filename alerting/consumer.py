@@ -28,8 +28,9 @@ FINDINGS_IN = Counter("carebed_alerting_findings_total", "Findings received, by 
 def confirmation_of(finding: Finding) -> tuple[Outbound, ...]:
     """The device's confirmation of an SOS or fall whose alert is committed, a copy's too.
 
-    It is published before the finding is acknowledged: if it is lost, the device publishes the
-    event again, the copy folds into the same alert (same finding id) and is confirmed in turn.
+    A lost confirmation costs one resend: the device publishes the event again, the copy is
+    recognised by its finding id and confirmed in turn. So it is not tied to the finding's
+    acknowledgement, and a broker that refuses it (an ACL not yet rewritten) never holds findings back.
     """
     if finding.device_id is None or finding.code not in _CONFIRMED:
         return ()
@@ -75,7 +76,9 @@ class FindingConsumer:
         if not result.duplicate:
             self._urgent.note()
             self._on_change()
-        return confirmation_of(finding)
+        for confirmation in confirmation_of(finding):
+            self.mqtt.publish(confirmation)
+        return ()
 
     @retry(
         retry=retry_if_exception_type(OperationalError),
