@@ -15,12 +15,30 @@ from alerting.store import IngestResult, ingest_finding
 from alerting.urgency import UrgentWork
 from carebed import topics
 from carebed.mqtt import Inbound, MqttClient, Outbound, decode
-from carebed.schemas import Finding
+from carebed.schemas import Confirmation, DeviceEvent, Finding, FindingCode, dump
 from carebed.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# The findings a device's own event raises in the alarm lane (detector/alarms.py), which a device confirms.
+_CONFIRMED = {FindingCode.SOS: DeviceEvent.SOS, FindingCode.FALL: DeviceEvent.FALL}
 FINDINGS_IN = Counter("carebed_alerting_findings_total", "Findings received, by result", ["result"])
+
+
+def confirmation_of(finding: Finding) -> tuple[Outbound, ...]:
+    """The device's confirmation of an SOS or fall whose alert is committed, a copy's too.
+
+    A lost confirmation costs one resend: the device publishes the event again, the copy is
+    recognised by its finding id and confirmed in turn. So it is not tied to the finding's
+    acknowledgement, and a broker that refuses it (an ACL not yet rewritten) never holds findings back.
+    """
+    if finding.device_id is None or finding.code not in _CONFIRMED:
+        return ()
+    seq = finding.evidence.get("seq")
+    confirmation = Confirmation(
+        event=_CONFIRMED[finding.code], ts=finding.ts, seq=seq if isinstance(seq, int) else None
+    )
+    return (Outbound(topics.confirmation(finding.device_id), dump(confirmation)),)
 
 
 class FindingConsumer:
@@ -58,6 +76,8 @@ class FindingConsumer:
         if not result.duplicate:
             self._urgent.note()
             self._on_change()
+        for confirmation in confirmation_of(finding):
+            self.mqtt.publish(confirmation)
         return ()
 
     @retry(

@@ -16,6 +16,7 @@ from carebed import __version__
 from carebed.schemas import (
     ID_PATTERN,
     TELEMETRY_BY_KIND,
+    Confirmation,
     DeadLetter,
     EventPayload,
     Feedback,
@@ -144,6 +145,7 @@ def _schemas() -> dict[str, Any]:
         Finding,
         Feedback,
         DeadLetter,
+        Confirmation,
     ]
     _, top = models_json_schema([(m, "validation") for m in models], ref_template=_REF)
     schemas: dict[str, Any] = top["$defs"]
@@ -246,6 +248,21 @@ def document() -> dict[str, Any]:
                         _examples(_STATUS_EXAMPLES, "Status: {name}"),
                         "StatusPayload",
                     ),
+                },
+            },
+            f"{PREFIX}/confirmations/{{device_id}}": {
+                "description": (
+                    "The alerting service has committed the alert for this device's SOS or fall (or recognised a "
+                    "copy of it); a device may read only its own. The broker acknowledges a message before it is "
+                    "on disk, so a device keeps each SOS and fall and publishes the very same payload again (same "
+                    "ts and seq) until it is confirmed: after 5 s, then with a pause that doubles up to 60 s. A "
+                    "copy never opens a second alert. Matched by seq when the event had one, else by event and ts."
+                ),
+                "parameters": _parameters("device_id"),
+                "subscribe": {
+                    "operationId": "receiveConfirmation",
+                    "bindings": qos1,
+                    "message": _message("confirmation", "An SOS or fall is alerted", "Confirmation"),
                 },
             },
             f"{PREFIX}/z2m/{{hub_id}}/{{friendly_name}}": {

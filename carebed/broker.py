@@ -18,7 +18,7 @@ pid_file {data}/mosquitto.pid
 {listener_options}
 persistence true
 persistence_location {data}/
-autosave_interval 5
+{autosave}
 persistent_client_expiration 14d
 max_queued_messages 1000000
 max_inflight_messages 1000
@@ -27,6 +27,11 @@ log_type error
 log_type warning
 log_type notice
 """
+
+
+# How often Mosquitto writes its in-memory state to disk; benchmarks/broker_persistence.py
+# measures what each choice loses on kill -9 and costs (docs/architecture.md, "Delivery").
+AUTOSAVE = "autosave_interval 5"
 
 
 def free_port() -> int:
@@ -64,6 +69,7 @@ class Mosquitto:
     port: int
     authenticated: bool = False
     tls: TlsFiles | None = None
+    autosave: str = AUTOSAVE
 
     def __post_init__(self) -> None:
         self.process: subprocess.Popen[bytes] | None = None
@@ -83,7 +89,10 @@ class Mosquitto:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         data = self.data_dir.resolve()
         listener_options = (
-            f"allow_anonymous false\npassword_file {data}/passwd\nacl_file {data}/acl"
+            f"allow_anonymous false\npassword_file {data}/passwd\nacl_file {data}/acl\n"
+            # A session belongs to its account: nobody can connect with another's client id, kick
+            # it off and wipe its queue (docs/architecture.md, "Broker security").
+            "use_username_as_clientid true"
             if self.authenticated
             else "allow_anonymous true"
         )
@@ -92,11 +101,21 @@ class Mosquitto:
                 f"\ncafile {self.tls.ca_file}\ncertfile {self.tls.cert_file}\nkeyfile {self.tls.key_file}"
             )
         self.config_path.write_text(
-            CONFIG.format(user=getpass.getuser(), port=self.port, data=data, listener_options=listener_options),
+            CONFIG.format(
+                user=getpass.getuser(),
+                port=self.port,
+                data=data,
+                listener_options=listener_options,
+                autosave=self.autosave,
+            ),
             encoding="utf-8",
         )
         self.process = subprocess.Popen([binary, "-c", str(self.config_path)], stdin=subprocess.DEVNULL)
         wait_for_port(self.port, timeout_s, self.process)
+
+    def exit_code(self) -> int | None:
+        """The code it exited with (a signal as its negative), or None while it runs or before it started."""
+        return None if self.process is None else self.process.poll()
 
     def stop(self) -> None:
         """SIGTERM lets Mosquitto write its persistence file, so queued messages survive."""

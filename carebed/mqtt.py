@@ -33,6 +33,16 @@ log = logging.getLogger(__name__)
 MAX_UNACKED = 10_000
 
 
+def login_name(username: str, client_id: str) -> str:
+    """The account a connection logs in as; the broker makes it the connection's client id.
+
+    A service's further connections have accounts of their own named as their client ids,
+    ``{service}-{lane}`` (carebed.provisioning.CONNECTIONS), so two connections of one service
+    never take each other's session; any other connection logs in as the service itself.
+    """
+    return client_id if client_id.startswith(f"{username}-") else username
+
+
 @dataclass(frozen=True, slots=True)
 class Outbound:
     """A message to publish at QoS 1: carebed sends nothing it may lose.
@@ -174,7 +184,7 @@ class MqttClient:
             )
         if self.settings.mqtt_username:
             password = self.settings.mqtt_password.get_secret_value() if self.settings.mqtt_password else None
-            self._client.username_pw_set(self.settings.mqtt_username, password)
+            self._client.username_pw_set(login_name(self.settings.mqtt_username, self.client_id), password)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message

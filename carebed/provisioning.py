@@ -48,22 +48,38 @@ SERVICE_ACL: dict[str, tuple[tuple[str, str], ...]] = {
         ("read", f"{PREFIX}/internal/findings/#"),
         ("read", READINGS),
         ("write", f"{PREFIX}/internal/feedback/#"),
+        ("write", f"{PREFIX}/confirmations/#"),
     ),
     # Publishes for many simulated devices over one connection: for demos, tests and benchmarks only.
-    "carebed-simulator": (("write", f"{PREFIX}/devices/#"),),
+    "carebed-simulator": (("write", f"{PREFIX}/devices/#"), ("read", f"{PREFIX}/confirmations/#")),
     # A LoRaWAN network server's MQTT integration (ChirpStack v4 uplinks).
     "carebed-chirpstack": (("write", "application/+/device/+/event/+"),),
     # Read-only view of everything, for integrators watching their data arrive and being judged.
     "carebed-observer": (("read", f"{PREFIX}/#"),),
 }
 
-# A lane that runs in a process of its own is still part of its service: same account.
+# The broker takes each login's user name as its client id (`use_username_as_clientid`), so a
+# session can be taken over only by its own account. A service with several connections has one
+# account per connection, named as the connection's client id `{service}-{lane}`; they share the
+# service's password and ACL (the login rule is in carebed.mqtt.login_name).
+CONNECTIONS: dict[str, tuple[str, ...]] = {
+    "carebed-gateway": ("carebed-gateway-events",),
+    "carebed-detector": ("carebed-detector-events", "carebed-detector-feedback", "carebed-detector-alarms"),
+    "carebed-alerting": ("carebed-alerting-activity",),
+}
+
+# A lane that runs in a process of its own is still part of its service: same password.
 _SHARED_ACCOUNTS = {"alarms": "carebed-detector", "gateway-events": "carebed-gateway"}
 
 
 def service_account(process: str) -> str:
-    """The broker account a carebed process connects as."""
+    """The service (and so the password) a carebed process logs in with."""
     return _SHARED_ACCOUNTS.get(process, f"carebed-{process}")
+
+
+def accounts_of(service: str) -> tuple[str, ...]:
+    """Every broker account of a service: its own and one per further connection."""
+    return (service, *CONNECTIONS.get(service, ()))
 
 
 class ProvisioningError(ValueError):
@@ -82,14 +98,16 @@ def hash_password(password: str, salt: bytes | None = None) -> str:
 
 def acl_text() -> str:
     lines = ["# Written by carebed from the registry; edits are overwritten.", ""]
-    for user, rules in SERVICE_ACL.items():
-        lines.append(f"user {user}")
-        lines.extend(f"topic {access} {topic}" for access, topic in rules)
-        lines.append("")
+    for service, rules in SERVICE_ACL.items():
+        for user in accounts_of(service):
+            lines.append(f"user {user}")
+            lines.extend(f"topic {access} {topic}" for access, topic in rules)
+            lines.append("")
     lines += [
         "# Every other user is a device or a hub: it may write only below its own id.",
         "pattern write carebed/v1/devices/%u/+",
         "pattern write carebed/v1/z2m/%u/#",
+        "pattern read carebed/v1/confirmations/%u",
         "",
     ]
     return "\n".join(lines)
@@ -99,7 +117,7 @@ def write_auth_files(folder: Path, services: Mapping[str, str], devices: Mapping
     """Write the password file (service and device hashes) and the ACL; both replace the old ones atomically."""
     folder.mkdir(parents=True, exist_ok=True)
     passwd, acl = folder / "passwd", folder / "acl"
-    entries = {**devices, **services}
+    entries = {**devices, **{user: digest for service, digest in services.items() for user in accounts_of(service)}}
     _write_private(passwd, "".join(f"{user}:{digest}\n" for user, digest in sorted(entries.items())))
     _write_private(acl, acl_text())
     return passwd, acl

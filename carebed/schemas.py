@@ -258,6 +258,20 @@ class DeadLetter(BaseModel):
     kind: Literal["dead_letter"] = "dead_letter"
 
 
+class Confirmation(BaseModel):
+    """The alert for a device's SOS or fall is committed: the device stops publishing the event again.
+
+    A device matches it to what it sent by ``seq`` when it sent one, else by ``event`` and ``ts``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event: DeviceEvent
+    ts: UtcDatetime = Field(description="Event time of the confirmed event.")
+    seq: int | None = Field(None, description="The event's sequence number, as the device sent it.")
+    kind: Literal["confirmation"] = "confirmation"
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

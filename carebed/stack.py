@@ -38,6 +38,20 @@ SERVICES: dict[str, tuple[str, ...]] = {
 OWN_METRICS_PORT = tuple(name for name in SERVICES if name != "alerting")
 
 
+def broker_port(settings: Settings) -> int:
+    """The configured MQTT port, else one chosen once per data folder and kept, so a broker that
+    restarts comes back where its clients (the services, a running simulator) reconnect."""
+    if "mqtt_port" in settings.model_fields_set:
+        return settings.mqtt_port
+    saved = settings.data_dir / "mosquitto" / "port"
+    if saved.exists():
+        return int(saved.read_text(encoding="utf-8"))
+    port = free_port()
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_text(f"{port}\n", encoding="utf-8")
+    return port
+
+
 @dataclass
 class Child:
     """A service process with its own broker account and environment."""
@@ -78,7 +92,7 @@ class Stack:
 
     def run(self, stopping: threading.Event) -> None:
         data = self.settings.data_dir.resolve()
-        broker = Mosquitto(data / "mosquitto", free_port(), authenticated=True)
+        broker = Mosquitto(data / "mosquitto", broker_port(self.settings), authenticated=True)
         accounts = new_service_passwords(broker.data_dir)
         migrate(self.settings.sqlalchemy_url)
         engine = make_engine(self.settings.sqlalchemy_url)
@@ -121,7 +135,7 @@ class Stack:
                 child.start()
             wait_for_port(self.settings.http_port, 30, children[0].process)
             self._announce(broker.port, demo_password, logs, children)
-            self._supervise(children, sessions, stopping)
+            self._supervise(broker, children, sessions, stopping)
         finally:
             for child in reversed(children):
                 child.stop()
@@ -144,9 +158,12 @@ class Stack:
             f"service logs in {logs}; Ctrl-C stops everything"
         )
 
-    def _supervise(self, children: list[Child], sessions: sessionmaker[Session], stopping: threading.Event) -> None:
+    def _supervise(
+        self, broker: Mosquitto, children: list[Child], sessions: sessionmaker[Session], stopping: threading.Event
+    ) -> None:
         shown: set[int] = set()
         while not stopping.wait(1.0):
+            self._restart_broker_if_dead(broker)
             for child in children:
                 assert child.process is not None
                 code = child.process.poll()
@@ -156,6 +173,21 @@ class Stack:
                 time.sleep(RESTART_BACKOFF_S)
                 child.start()
             self._show_new_messages(sessions, shown)
+
+    def _restart_broker_if_dead(self, broker: Mosquitto) -> None:
+        """Like any other child, on the same port: the services and the simulator reconnect by themselves."""
+        code = broker.exit_code()
+        if code is None:
+            return
+        log = broker.data_dir / "mosquitto.log"
+        self.console.print(f"[red]mosquitto exited with {code}; restarting[/] (log: {log})")
+        time.sleep(RESTART_BACKOFF_S)
+        try:
+            broker.start()
+        except (OSError, RuntimeError, TimeoutError) as exc:
+            self.console.print(f"[red]mosquitto did not start again: {exc}[/]")
+            return
+        self.console.print(f"[green]mosquitto is back on 127.0.0.1:{broker.port}[/]")
 
     def _show_new_messages(self, sessions: sessionmaker[Session], shown: set[int]) -> None:
         """Print each message the alerting service sent (or, running dry, would have sent)."""

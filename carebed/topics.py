@@ -30,6 +30,9 @@ EVENTS = f"{PREFIX}/internal/events"
 FINDINGS_SUBSCRIPTION = f"{PREFIX}/internal/findings/+"
 FEEDBACK_SUBSCRIPTION = f"{PREFIX}/internal/feedback/+"
 DEAD_LETTER_SUBSCRIPTION = f"{PREFIX}/deadletter/#"
+# The alerting service confirms each SOS and fall once its alert is committed, on a topic of the
+# device's own; the device publishes the event again until then (docs/architecture.md, "Delivery").
+CONFIRMATION_SUBSCRIPTION = f"{PREFIX}/confirmations/+"
 
 
 def device(device_id: str, channel: DeviceChannel) -> str:
@@ -57,3 +60,7 @@ def feedback(home_id: str) -> str:
 
 def dead_letter(reason: str) -> str:
     return f"{PREFIX}/deadletter/{reason}"
+
+
+def confirmation(device_id: str) -> str:
+    return f"{PREFIX}/confirmations/{device_id}"

@@ -14,9 +14,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from carebed import topics
 from carebed.mqtt import MqttClient, Outbound
 from carebed.schemas import utc_now
 from carebed.settings import Settings
+from carebed.topics import DeviceChannel
+from simulators.delivery import Unconfirmed
 from simulators.formats import Format, encode
 from simulators.homes import REPORT_EVERY, SIMULATED_KINDS, Incident, Message, SimulatedHome, build_registry
 
@@ -61,6 +64,10 @@ class Simulation:
         self.mqtt = MqttClient(
             settings, client_id=f"carebed-sim-{plan.seed}-{random.getrandbits(32):08x}", persistent=False
         )
+        # The reference device: an SOS or fall is published again until the alerting service confirms it.
+        self.unconfirmed = Unconfirmed()
+        if plan.fmt is Format.NATIVE:
+            self.mqtt.subscribe(topics.CONFIRMATION_SUBSCRIPTION, self.unconfirmed.confirm)
         self.progress = Progress()
         self.error: Exception | None = None
         self._record: IO[str] | None = None
@@ -80,7 +87,14 @@ class Simulation:
             if self._record is not None:
                 self._record.close()
             self.progress.done.set()
-            log.info("simulation stopped", extra={"published": self.progress.total})
+            log.info(
+                "simulation stopped",
+                extra={
+                    "published": self.progress.total,
+                    "resent": self.unconfirmed.resent,
+                    "unconfirmed": len(self.unconfirmed),
+                },
+            )
 
     def _loop(self, stopping: threading.Event) -> None:
         # Each home draws a week of its resident's life on its first report (≈ 2 ms); drawn up front,
@@ -106,6 +120,8 @@ class Simulation:
             if incident_due and elapsed >= self.plan.incident_after_s:
                 incident_due = False
                 self._inject(self.progress.sim_time)
+            for message in self.unconfirmed.due():
+                self.mqtt.publish_paced(message)
             due, h, k, kind = queue[0]
             wait = (due - sim_start).total_seconds() / self.plan.speed - elapsed
             if wait > 0:
@@ -130,6 +146,8 @@ class Simulation:
     def _publish(self, home: SimulatedHome, message: Message) -> None:
         topic, payload = encode(message, home.spec.id, self.plan.fmt, self.plan.seed)
         self.mqtt.publish_paced(Outbound(topic, payload))
+        if self.plan.fmt is Format.NATIVE and message.channel is DeviceChannel.EVENT:
+            self.unconfirmed.sent(message.device_id, Outbound(topic, payload))
         self.progress.published[message.channel.value] += 1
         if self._record is not None:
             self._write_record({"sent_at": utc_now().isoformat(), "topic": topic, "payload": json.loads(payload)})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -232,3 +233,33 @@ def make_certificates(certs: Path) -> Path:
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
             "-out", "server.crt", "-days", "1", "-extfile", "san.ext")  # fmt: skip
     return certs
+
+
+class DemoStack:
+    """`carebed up --demo` as a user runs it, its output read line by line."""
+
+    def __init__(self, port: int, data_dir: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CAREBED_", "TWILIO_"))}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "carebed", "up", "--demo", "--port", str(port), "--data-dir", str(data_dir)],
+            env={**env, "COLUMNS": "250"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self._lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(
+            target=lambda: [self._lines.put(line) for line in self.process.stdout or []], daemon=True
+        ).start()
+
+    def printed(self, pattern: str) -> tuple[int, re.Match[str]] | None:
+        """The number of the first line printed so far that matches, and the match."""
+        while not self._lines.empty():
+            self.seen.append(self._lines.get())
+        return next(((n, m) for n, line in enumerate(self.seen) if (m := re.search(pattern, line))), None)
+
+    def stop(self) -> None:
+        """Ctrl-C, as a user stops it: everything shuts down cleanly."""
+        self.process.send_signal(signal.SIGINT)
+        assert self.process.wait(timeout=60) == 0, self.seen

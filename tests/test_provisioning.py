@@ -24,7 +24,7 @@ from carebed.schemas import utc_now
 from carebed.settings import Settings
 from carebed.topics import DeviceChannel
 from gateway.service import Gateway
-from tests.support import ALL_READINGS, Observer
+from tests.support import ALL_READINGS, Observer, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -157,3 +157,67 @@ def test_a_zigbee_hub_speaks_only_below_its_own_branch(secure: SecureStack, regi
         assert hub.publish_confirmed(sos(wearable(registry, 0))) is False
     finally:
         hub.stop()
+
+
+@pytest.mark.parametrize("hijacker", ["device", "observer"])
+def test_nobody_can_take_a_services_session_or_wipe_its_queue(
+    secure: SecureStack, registry: RegistryFile, hijacker: str
+) -> None:
+    """Issue 19 row 2: a device, or an integrator's account, connecting with a service's client id
+    (clean start) would kick the service off and wipe the SOS queued for it. The broker makes the
+    account the client id, so the hijacker gets a session of its own and every SOS reaches the service."""
+    sender = wearable(registry, 0)
+    device_password = secure.new_password("devices", "rotate", sender)
+    service = secure.settings.model_copy(
+        update={"mqtt_username": "carebed-gateway", "mqtt_password": SecretStr(secure.accounts["carebed-gateway"])}
+    )
+    received: list[bytes] = []
+
+    def events_lane() -> MqttClient:
+        client = MqttClient(service, client_id="carebed-gateway-events")
+        client.subscribe(topics.DEVICE_EVENT_SUBSCRIPTION, lambda message: received.append(message.payload) or [])
+        return client
+
+    lane = events_lane()
+    lane.start()
+    lane.stop()  # its persistent session now queues the SOS below
+    device = secure.client(sender, device_password)
+    device.start()
+    username, password = (
+        (sender, device_password) if hijacker == "device" else ("carebed-observer", secure.accounts["carebed-observer"])
+    )
+    intruder = secure.client(username, password, client_id="carebed-gateway-events")
+    try:
+        for _ in range(5):
+            assert device.publish_confirmed(sos(sender))
+        intruder.start(timeout=5)
+        for _ in range(5):
+            assert device.publish_confirmed(sos(sender))
+        intruder.stop()
+        lane = events_lane()
+        lane.start()
+        wait_for(lambda: len(received) >= 10, 10, f"10 SOS on the service's session (got {len(received)})")
+    finally:
+        lane.stop()
+        device.stop()
+
+
+def test_a_device_reads_its_own_confirmations_and_nobody_elses(secure: SecureStack, registry: RegistryFile) -> None:
+    mine, theirs = wearable(registry, 0), wearable(registry, 1)
+    received: list[str] = []
+    device = secure.client(mine, secure.new_password("devices", "rotate", mine))
+    for device_id in (mine, theirs):
+        device.subscribe(topics.confirmation(device_id), lambda message: received.append(message.topic) or [])
+    alerting = secure.client("carebed-alerting", secure.accounts["carebed-alerting"])
+    device.start()
+    alerting.start()
+    try:
+        confirmation = b'{"event": "sos", "ts": "2026-01-01T00:00:00Z"}'
+        assert alerting.publish_confirmed(Outbound(topics.confirmation(theirs), confirmation))
+        assert alerting.publish_confirmed(Outbound(topics.confirmation(mine), confirmation))
+        wait_for(lambda: received, 10, "the device's own confirmation")
+        assert device.publish_confirmed(Outbound(topics.confirmation(mine), confirmation)) is False  # no forging
+        assert received == [topics.confirmation(mine)]
+    finally:
+        device.stop()
+        alerting.stop()
