@@ -119,6 +119,7 @@ _FINDING = {
     "detected_at": "2026-11-24T00:01:12Z", "summary": "SOS button pressed", "evidence": {"seq": 1043},
     "received_at": "2026-11-24T00:01:12.041000Z",
 }  # fmt: skip
+_CONFIRMATION = {"event": "sos", "ts": "2026-11-24T00:01:12Z", "seq": 1043, "kind": "confirmation"}
 _FEEDBACK = {
     "id": "away-17", "home_id": "home-00001", "kind": "away", "ts": "2026-11-24T01:30:00Z",
     "until": "2026-11-27T10:00:00Z",
@@ -262,7 +263,12 @@ def document() -> dict[str, Any]:
                 "subscribe": {
                     "operationId": "receiveConfirmation",
                     "bindings": qos1,
-                    "message": _message("confirmation", "An SOS or fall is alerted", "Confirmation"),
+                    "message": _message(
+                        "confirmation",
+                        "An SOS or fall is alerted",
+                        _examples({"sos": _CONFIRMATION}, "The device's SOS {name} is alerted; stop resending it"),
+                        "Confirmation",
+                    ),
                 },
             },
             f"{PREFIX}/z2m/{{hub_id}}/{{friendly_name}}": {
