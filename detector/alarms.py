@@ -32,7 +32,7 @@ def alarms_of(reading: Reading) -> list[Finding]:
             ts=reading.ts,
             detected_at=reading.ts,
             summary=summary,
-            evidence=evidence_of(event=reading.event.value, seq=reading.seq),
+            evidence=evidence_of(event=reading.event.value, seq=reading.seq) | reading.clock_evidence(),
             received_at=reading.received_at,
         )
     ]
