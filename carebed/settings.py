@@ -74,6 +74,30 @@ class Settings(BaseSettings):
         gt=0,
         description="Reject device times this far ahead of the gateway clock; 'null' for accelerated simulations.",
     )
+    gateway_device_rate_per_s: float | None = Field(
+        1.0,
+        gt=0,
+        description="Messages a second a device (or a zigbee2mqtt hub) may send on average, rejected ones included;"
+        " beyond, they are dropped as rate_limited. 'null' for no limit (accelerated simulations).",
+    )
+    gateway_device_burst: int = Field(120, ge=1, description="Messages a device may send at once above its rate.")
+    gateway_device_event_rate_per_s: float = Field(
+        0.1, gt=0, description="Events (SOS, fall, leak) a second a device may send on average, apart from the rest."
+    )
+    gateway_device_event_burst: int = Field(
+        10,
+        ge=1,
+        description="Events a device may send at once: its first SOS, and the first after a quiet spell, pass.",
+    )
+    gateway_rejections_told_per_min: int = Field(
+        10,
+        ge=1,
+        description="Rejections logged and published as dead letters per device and reason each minute;"
+        " the rest are counted, and summed in one log line.",
+    )
+    log_file: Path | None = Field(None, description="Write the service's JSON log here, rotated, instead of stderr.")
+    log_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Size at which the log file is rotated.")
+    log_backups: int = Field(5, ge=1, description="Rotated log files kept beside the current one.")
     influx_url: str | None = Field(None, description="InfluxDB 2 URL for the telemetry archive; no archive if unset.")
     influx_token: SecretStr | None = Field(None, description="InfluxDB API token.")
     influx_org: str = Field("carebed", description="InfluxDB organisation.")

@@ -104,6 +104,7 @@ class Stack:
         if self.simulate is not None:
             # Simulated time restarts at the wall clock and runs ahead of it.
             env["CAREBED_GATEWAY_MAX_FUTURE_SKEW_S"] = "null"
+            env["CAREBED_GATEWAY_DEVICE_RATE_PER_S"] = "null"  # a simulated minute lasts a second
             (data / "detector" / "state.pickle").unlink(missing_ok=True)
         logs = data / "logs"
         services = [(name, list(args)) for name, args in SERVICES.items()]
