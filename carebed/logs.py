@@ -1,4 +1,8 @@
-"""JSON logs on stderr, one object a line, with the ``extra`` fields of each call.
+"""JSON logs, one object a line, with the ``extra`` fields of each call: on stderr, or in a rotated file.
+
+With ``CAREBED_LOG_FILE`` (as `carebed up` runs each service) the log is size-bounded: rotated at
+``log_max_bytes``, ``log_backups`` old files kept, so a flood of warnings cannot fill the disk.
+What floods (a device's rejected messages) is also sampled where it is logged (gateway/service.py).
 
 Personal data (names, phone numbers) is never passed to info-level log calls; callers log
 ids instead.
@@ -9,6 +13,9 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
+from logging.handlers import RotatingFileHandler
+
+from carebed.settings import Settings
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
@@ -32,11 +39,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-def configure(service: str, level: str) -> None:
-    handler = logging.StreamHandler()
+def configure(service: str, settings: Settings) -> None:
+    handler: logging.Handler
+    if settings.log_file is not None:
+        settings.log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = RotatingFileHandler(
+            settings.log_file, maxBytes=settings.log_max_bytes, backupCount=settings.log_backups, encoding="utf-8"
+        )
+    else:
+        handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(settings.log_level.upper())
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("twilio").setLevel(logging.WARNING)

@@ -114,9 +114,10 @@ class Stack:
         for name, args in services:
             account = service_account(name)
             child_env = {**env, "CAREBED_MQTT_USERNAME": account, "CAREBED_MQTT_PASSWORD": accounts[account]}
+            child_env["CAREBED_LOG_FILE"] = str(logs / f"{name}.log")  # rotated; the .out file gets only crashes
             if name in OWN_METRICS_PORT:
                 child_env["CAREBED_METRICS_PORT"] = str(free_port())
-            children.append(Child(name, args, logs / f"{name}.log", child_env))
+            children.append(Child(name, args, logs / f"{name}.out", child_env))
         try:
             for child in children:
                 child.start()
