@@ -80,7 +80,11 @@ class Settings(BaseSettings):
         description="Messages a second a device (or a zigbee2mqtt hub) may send on average, rejected ones included;"
         " beyond, they are dropped as rate_limited. 'null' for no limit (accelerated simulations).",
     )
-    gateway_device_burst: int = Field(120, ge=1, description="Messages a device may send at once above its rate.")
+    gateway_device_burst: int = Field(
+        600,
+        ge=1,
+        description="Messages a device may send at once above its rate: what a watch stores in 10 hours offline.",
+    )
     gateway_device_event_rate_per_s: float = Field(
         0.1, gt=0, description="Events (SOS, fall, leak) a second a device may send on average, apart from the rest."
     )

@@ -52,7 +52,12 @@ def test_rejections_are_told_a_few_times_a_minute_then_summed() -> None:
 @pytest.fixture
 def gateway(tmp_path: Path) -> Gateway:
     """The gateway's handler without a broker: the registry is given, not read."""
-    settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'unused.db'}")
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'unused.db'}",
+        gateway_device_burst=100,
+        gateway_device_rate_per_s=0.01,  # slow enough that the test's own pace adds no token
+    )
     gateway = Gateway(settings)
     gateway._directory = DIRECTORY
     gateway._refreshed_at = time.monotonic() + 3600
