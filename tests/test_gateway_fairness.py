@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from carebed.mqtt import Inbound, Outbound, decode_batch
 from carebed.schemas import DeadLetter, DeviceEntry, DeviceEvent, DeviceKind, Reading, RejectReason, utc_now
 from carebed.settings import Settings
 from gateway.fairness import Fairness, RejectionSampler, TokenBuckets
-from gateway.service import REJECTED, UNTOLD, Gateway
+from gateway.service import CLOCK_CORRECTED, REJECTED, UNTOLD, Gateway
 
 DIRECTORY = {
     "flood": DeviceEntry("home-1", DeviceKind.WEARABLE),
@@ -124,3 +125,13 @@ def test_a_handler_fault_is_an_unprocessable_dead_letter(gateway: Gateway) -> No
         "could not be processed: RecursionError: too deep",
     )
     assert rejected(RejectReason.UNPROCESSABLE) == before + 1
+
+
+def test_a_corrected_clock_is_counted(gateway: Gateway) -> None:
+    ahead, unreadable = (CLOCK_CORRECTED.labels(why)._value.get() for why in ("ahead", "unreadable"))
+    later = (utc_now() + timedelta(minutes=10)).isoformat()
+    [fast] = outputs(gateway, message("calm", "event", {"ts": later, "event": "sos"}))
+    [broken] = outputs(gateway, message("calm", "event", {"ts": 0, "event": "fall"}))
+    assert {fast.topic, broken.topic} == {topics.EVENTS}
+    assert CLOCK_CORRECTED.labels("ahead")._value.get() == ahead + 1
+    assert CLOCK_CORRECTED.labels("unreadable")._value.get() == unreadable + 1
