@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from carebed.schemas import DeadLetter, DeviceEntry, DeviceKind, Reading, dump
+from carebed.schemas import DeadLetter, DeviceEntry, DeviceKind, Reading, RejectReason, dump
 from detector.alarms import alarms_of
 from gateway.core import Normaliser
 
@@ -113,6 +113,8 @@ def check(topic: str, payload: bytes) -> None:
         alarms_of(result)  # the alarm lane retries what raises: nothing that passes the gateway may
     if isinstance(result, DeadLetter):
         assert result.detail and len(result.detail) <= 300, result.detail
+        # The core's catch-all is a safety net: every fault found here has a reason of its own.
+        assert result.reason is not RejectReason.UNPROCESSABLE, result.detail
         DeadLetter.model_validate_json(dump(result))
 
 

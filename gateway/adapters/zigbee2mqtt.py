@@ -56,7 +56,8 @@ class Zigbee2MqttAdapter:
             return None  # {friendly_name}/set and /get are requests to the hub, not reports
         state = parse_json_object(payload)
         ts = _last_seen(state.get("last_seen"), received_at)
-        if state.get("sos") is True or state.get("action") in _SOS_ACTIONS:
+        action = state.get("action")
+        if state.get("sos") is True or (isinstance(action, str) and action in _SOS_ACTIONS):
             return Translation(name, DeviceChannel.EVENT, {"ts": ts, "event": "sos"}, via=hub)
         values = {native: state[vendor] for vendor, native in _STATE_FIELDS.items() if vendor in state}
         if not values:
