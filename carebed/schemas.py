@@ -282,7 +282,7 @@ class RejectReason(StrEnum):
     DEVICE_MISMATCH = "device_mismatch"
     INVALID_PAYLOAD = "invalid_payload"
     WRONG_PATH = "wrong_path"
-    UNPROCESSABLE = "unprocessable"  # handling it raised (a timestamp past year 9999, nesting too deep...)
+    UNPROCESSABLE = "unprocessable"  # handling it raised where no check foresaw it: the net under the others
     RATE_LIMITED = "rate_limited"  # the device sent more than its share (gateway/fairness.py)
 
 
