@@ -1,7 +1,8 @@
 """JSON logs, one object a line, with the ``extra`` fields of each call: on stderr, or in a rotated file.
 
-With ``CAREBED_LOG_FILE`` (as `carebed up` runs each service) the log is size-bounded: rotated at
-``log_max_bytes``, ``log_backups`` old files kept, so a flood of warnings cannot fill the disk.
+With ``CAREBED_LOG_DIR`` (as `carebed up` runs the services) each process logs to a file of its
+own, ``{service}.log``, rotated at ``log_max_bytes`` with ``log_backups`` old files kept, so a
+flood of warnings cannot fill the disk.
 What floods (a device's rejected messages) is also sampled where it is logged (gateway/service.py).
 
 Personal data (names, phone numbers) is never passed to info-level log calls; callers log
@@ -41,10 +42,14 @@ class JsonFormatter(logging.Formatter):
 
 def configure(service: str, settings: Settings) -> None:
     handler: logging.Handler
-    if settings.log_file is not None:
-        settings.log_file.parent.mkdir(parents=True, exist_ok=True)
+    if settings.log_dir is not None:
+        # One file per process: two processes rotating one file would rename it under each other.
+        settings.log_dir.mkdir(parents=True, exist_ok=True)
         handler = RotatingFileHandler(
-            settings.log_file, maxBytes=settings.log_max_bytes, backupCount=settings.log_backups, encoding="utf-8"
+            settings.log_dir / f"{service}.log",
+            maxBytes=settings.log_max_bytes,
+            backupCount=settings.log_backups,
+            encoding="utf-8",
         )
     else:
         handler = logging.StreamHandler()

@@ -99,7 +99,9 @@ class Settings(BaseSettings):
         description="Rejections logged and published as dead letters per device and reason each minute;"
         " the rest are counted, and summed in one log line.",
     )
-    log_file: Path | None = Field(None, description="Write the service's JSON log here, rotated, instead of stderr.")
+    log_dir: Path | None = Field(
+        None, description="Write each process's JSON log to {log_dir}/{service}.log, rotated, instead of stderr."
+    )
     log_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Size at which the log file is rotated.")
     log_backups: int = Field(5, ge=1, description="Rotated log files kept beside the current one.")
     influx_url: str | None = Field(None, description="InfluxDB 2 URL for the telemetry archive; no archive if unset.")

@@ -107,6 +107,7 @@ class Stack:
             env["CAREBED_GATEWAY_DEVICE_RATE_PER_S"] = "null"  # a simulated minute lasts a second
             (data / "detector" / "state.pickle").unlink(missing_ok=True)
         logs = data / "logs"
+        env["CAREBED_LOG_DIR"] = str(logs)  # {service}.log, rotated; a child's .out file gets only what a crash prints
         services = [(name, list(args)) for name, args in SERVICES.items()]
         if self.simulate is not None:
             services.append(("simulator", ["simulate", *self.simulate]))
@@ -114,7 +115,6 @@ class Stack:
         for name, args in services:
             account = service_account(name)
             child_env = {**env, "CAREBED_MQTT_USERNAME": account, "CAREBED_MQTT_PASSWORD": accounts[account]}
-            child_env["CAREBED_LOG_FILE"] = str(logs / f"{name}.log")  # rotated; the .out file gets only crashes
             if name in OWN_METRICS_PORT:
                 child_env["CAREBED_METRICS_PORT"] = str(free_port())
             children.append(Child(name, args, logs / f"{name}.out", child_env))

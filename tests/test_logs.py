@@ -26,7 +26,7 @@ def root_handlers() -> Iterator[None]:
 @pytest.mark.usefixtures("root_handlers")
 def test_a_flood_of_log_lines_stays_within_the_rotated_files(tmp_path: Path) -> None:
     log_file = tmp_path / "logs" / "gateway.log"
-    settings = Settings(data_dir=tmp_path, log_file=log_file, log_max_bytes=4096, log_backups=2)
+    settings = Settings(data_dir=tmp_path, log_dir=log_file.parent, log_max_bytes=4096, log_backups=2)
     logs.configure("gateway", settings)
     for i in range(5000):
         logging.getLogger("gateway.service").warning("message rejected", extra={"reason": "not_json", "n": i})
