@@ -72,7 +72,8 @@ class Settings(BaseSettings):
     gateway_max_future_skew_s: float | None = Field(
         300.0,
         gt=0,
-        description="Reject device times this far ahead of the gateway clock; 'null' for accelerated simulations.",
+        description="A device time further ahead of the gateway clock is replaced by the receive time and flagged;"
+        " 'null' for accelerated simulations.",
     )
     gateway_device_rate_per_s: float | None = Field(
         1.0,
