@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from zoneinfo import ZoneInfo
 
 from prometheus_client import Counter
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
@@ -35,9 +36,12 @@ def confirmation_of(finding: Finding) -> tuple[Outbound, ...]:
     if finding.device_id is None or finding.code not in _CONFIRMED:
         return ()
     seq = finding.evidence.get("seq")
-    confirmation = Confirmation(
-        event=_CONFIRMED[finding.code], ts=finding.ts, seq=seq if isinstance(seq, int) else None
-    )
+    event, number = _CONFIRMED[finding.code], seq if isinstance(seq, int) else None
+    try:
+        # A device matches by the time it sent, not the receive time the gateway put in its place.
+        confirmation = Confirmation(event=event, ts=finding.evidence.get("device_ts", finding.ts), seq=number)
+    except ValidationError:
+        confirmation = Confirmation(event=event, ts=finding.ts, seq=number)
     return (Outbound(topics.confirmation(finding.device_id), dump(confirmation)),)
 
 

@@ -142,6 +142,7 @@ class Bench:
             "CAREBED_DATABASE_URL": database,
             "CAREBED_MQTT_PORT": str(broker.port),
             "CAREBED_GATEWAY_MAX_FUTURE_SKEW_S": "null",
+            "CAREBED_GATEWAY_DEVICE_RATE_PER_S": "null",
             "CAREBED_DETECTOR_WALL_CLOCK": "false",
             "CAREBED_LOG_LEVEL": "warning",
             "TWILIO_ACCOUNT_SID": ACCOUNT_SID,

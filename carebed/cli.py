@@ -167,7 +167,7 @@ def simulate(
         mqtt_cert_file=cert_file,
         mqtt_key_file=key_file,
     )
-    logs.configure("simulator", settings.log_level)
+    logs.configure("simulator", settings)
     plan = SimulationPlan(
         homes=homes,
         speed=speed,

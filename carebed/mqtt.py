@@ -5,6 +5,14 @@ the broker queues their messages while they are down. Acknowledgements are manua
 is acknowledged only once every output it produced has been acknowledged by the broker, so a
 crash between the two re-delivers the input instead of losing the output. Outputs carry
 stable ids, which makes the re-delivery harmless downstream.
+
+A handler that raises never leaves its input lying unacknowledged (after a thousand such, the
+broker sends a client nothing more). Each subscription says what a failure means:
+``on_error`` given, the input is poison (what devices send): its outputs (a dead letter) stand in
+for the handler's and the input is acknowledged; without it, the failure is taken for a passing
+one (the database is away) and the handler is run again in place, backing off, so an SOS finding
+is never dropped because the database blinked. Both are counted in
+``carebed_mqtt_handler_failures_total`` and logged in one line.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from prometheus_client import Counter
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from carebed import service
@@ -31,6 +40,14 @@ from carebed.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_UNACKED = 10_000
+# A handler that failed for a passing reason is run again after 0.5 s, 1 s, 2 s... at most 30 s apart.
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 30.0
+HANDLER_FAILURES = Counter(
+    "carebed_mqtt_handler_failures_total",
+    "Messages whose handler raised, by client and what was done: dead_lettered (acknowledged) or retried",
+    ["client_id", "action"],
+)
 
 
 def login_name(username: str, client_id: str) -> str:
@@ -66,6 +83,8 @@ class Inbound:
 
 
 Handler = Callable[[Inbound], Sequence[Outbound]]
+# What to publish instead when a handler raised on a poison input (a dead letter); the input is then acknowledged.
+OnError = Callable[[Inbound, Exception], Sequence[Outbound]]
 Model = TypeVar("Model", bound=BaseModel)
 Settle = Callable[[ReasonCode], None]
 
@@ -99,6 +118,10 @@ def decode_batch(model: type[Model], message: Inbound) -> list[Model]:
         except ValidationError:
             log.error("malformed item in a batch", extra={"topic": message.topic, "schema": model.__name__})
     return valid
+
+
+def _one_line(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
 
 
 @cache
@@ -192,14 +215,20 @@ class MqttClient:
         self._client.on_subscribe = self._on_subscribe
         self._flusher = threading.Thread(target=self._flush_batches_periodically, name="mqtt-batches", daemon=True)
 
-    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
+    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1, on_error: OnError | None = None) -> None:
         """Register a handler; call before :meth:`start`. Its outputs are published for it.
+
+        ``on_error`` decides what a raising handler means (see the module's docstring): given,
+        the input is poison and ``on_error``'s outputs replace the handler's; absent, the handler
+        is retried in place until it succeeds or the client stops.
 
         Filters of one client must not overlap: paho's topic tree routes each message to every
         filter it matches, and each would handle (and acknowledge) it.
         """
         self._subscriptions.append(_Subscription(topic_filter, qos))
-        self._client.message_callback_add(topic_filter, partial(self._deliver, handler))
+        self._client.message_callback_add(
+            topic_filter, partial(self._deliver, partial(self._guarded, handler, on_error))
+        )
 
     def will(self, topic: str, payload: bytes, retain: bool = True) -> None:
         self._client.will_set(topic, payload, qos=1, retain=retain)
@@ -389,12 +418,31 @@ class MqttClient:
         if message.qos > 0:
             client.ack(message.mid, message.qos)
 
+    def _guarded(self, handler: Handler, on_error: OnError | None, message: Inbound) -> Sequence[Outbound]:
+        """The handler's outputs, or on_error's; raises only when the client stops while retrying."""
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                return handler(message)
+            except Exception as exc:
+                # One line, no traceback: a flood of one fault must not become a flood of stack dumps.
+                failure = {"client_id": self.client_id, "topic": message.topic, "error": _one_line(exc)}
+                if on_error is not None:
+                    HANDLER_FAILURES.labels(self.client_id, "dead_lettered").inc()
+                    log.error("handler failed; input dead-lettered", extra=failure)
+                    return on_error(message, exc)
+                HANDLER_FAILURES.labels(self.client_id, "retried").inc()
+                log.error("handler failed; retrying in place", extra={**failure, "retry_in_s": delay})
+                if self._stopping.wait(delay):
+                    raise
+                delay = min(delay * 2, RETRY_MAX_S)
+
     def _deliver(self, handler: Handler, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
         try:
             outputs = handler(Inbound(message.topic, message.payload, bool(message.retain)))
-        except Exception:
-            # Not acknowledged: the broker re-delivers it after a reconnect.
-            log.exception("handler failed; message left unacknowledged", extra={"topic": message.topic})
+        except Exception as exc:
+            # Stopping in the middle of retries (or on_error failed): the broker re-delivers it at the next start.
+            log.warning("message left unacknowledged", extra={"topic": message.topic, "error": _one_line(exc)})
             return
         if message.qos == 0:
             for out in outputs:

@@ -6,25 +6,45 @@ in firmware ("heartrate") is rejected with a reason instead of silently meaning 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, Strict, StrictBool
 
 from carebed.topics import DeviceChannel
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# RFC 3339 date-time (section 5.6): a full date, a full time and an offset, nothing looser.
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # 9999-12-31T23:59:59-14:00 is valid RFC 3339 but past the last datetime once in UTC.
+        raise ValueError("outside the range of representable times") from None
+
+
+def _rfc3339(value: Any) -> Any:
+    """A device's time only as RFC 3339 text: pydantic alone would take 0 as 1970 and "2026-11-24" as midnight."""
+    if isinstance(value, datetime):
+        return value  # built in Python (adapters' fallbacks), not sent by a device
+    if not isinstance(value, str) or not RFC3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2026-11-24T07:59:00+08:00")
+    return value
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+DeviceTime = Annotated[UtcDatetime, BeforeValidator(_rfc3339)]
 Identifier = Annotated[str, Field(pattern=ID_PATTERN)]
-Percent = Annotated[float, Field(ge=0, le=100)]
+# Devices send JSON: a number is a number (not "71", not true), and finite (DevicePayload refuses NaN, Infinity).
+Number = Annotated[float, Strict()]
+Count = Annotated[int, Strict()]
+Percent = Annotated[Number, Field(ge=0, le=100)]
 
 
 class DeviceKind(StrEnum):
@@ -61,46 +81,46 @@ EVENTS_BY_KIND: dict[DeviceKind, frozenset[DeviceEvent]] = {
 
 
 class DevicePayload(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     device_id: Identifier | None = Field(None, description="Optional; must equal the id in the topic.")
-    ts: UtcDatetime = Field(description="Device time of the reading, RFC 3339 with offset.")
-    seq: int | None = Field(None, ge=0, description="Per-device sequence number.")
+    ts: DeviceTime = Field(description="Device time of the reading, RFC 3339 with offset.")
+    seq: Count | None = Field(None, ge=0, le=2**63 - 1, description="Per-device sequence number.")
 
 
 class WearableTelemetry(DevicePayload):
-    heart_rate_bpm: float | None = Field(None, ge=0, le=250)
-    spo2_pct: float | None = Field(None, ge=50, le=100)
-    steps: int | None = Field(None, ge=0, description="Cumulative step count.")
-    worn: bool | None = None
+    heart_rate_bpm: Number | None = Field(None, ge=0, le=250)
+    spo2_pct: Number | None = Field(None, ge=50, le=100)
+    steps: Count | None = Field(None, ge=0, le=10**9, description="Cumulative step count.")
+    worn: StrictBool | None = None
     battery_pct: Percent | None = None
-    battery_low: bool | None = None
+    battery_low: StrictBool | None = None
 
 
 class WaterMeterTelemetry(DevicePayload):
-    volume_l: float = Field(ge=0, description="Cumulative volume in litres.")
-    flow_l_min: float | None = Field(None, ge=0, description="Current flow in litres per minute.")
-    leak: bool | None = None
+    volume_l: Number = Field(ge=0, description="Cumulative volume in litres.")
+    flow_l_min: Number | None = Field(None, ge=0, description="Current flow in litres per minute.")
+    leak: StrictBool | None = None
     battery_pct: Percent | None = None
-    battery_low: bool | None = None
+    battery_low: StrictBool | None = None
 
 
 class GasSensorTelemetry(DevicePayload):
     ch4_lel_pct: Percent | None = Field(None, description="Methane, % of the lower explosive limit.")
-    co_ppm: float | None = Field(None, ge=0, le=10000, description="Carbon monoxide, ppm.")
-    volume_m3: float | None = Field(None, ge=0, description="Cumulative gas volume in m³.")
-    flow_m3_h: float | None = Field(None, ge=0, description="Current gas flow in m³/h.")
-    gas_alarm: bool | None = Field(None, description="A detector's own combustible-gas alarm state.")
-    co_alarm: bool | None = Field(None, description="A detector's own carbon monoxide alarm state.")
-    smoke: bool | None = Field(None, description="A detector's own smoke alarm state.")
+    co_ppm: Number | None = Field(None, ge=0, le=10000, description="Carbon monoxide, ppm.")
+    volume_m3: Number | None = Field(None, ge=0, description="Cumulative gas volume in m³.")
+    flow_m3_h: Number | None = Field(None, ge=0, description="Current gas flow in m³/h.")
+    gas_alarm: StrictBool | None = Field(None, description="A detector's own combustible-gas alarm state.")
+    co_alarm: StrictBool | None = Field(None, description="A detector's own carbon monoxide alarm state.")
+    smoke: StrictBool | None = Field(None, description="A detector's own smoke alarm state.")
     battery_pct: Percent | None = None
-    battery_low: bool | None = None
+    battery_low: StrictBool | None = None
 
 
 class LeakSensorTelemetry(DevicePayload):
-    leak: bool
+    leak: StrictBool
     battery_pct: Percent | None = None
-    battery_low: bool | None = None
+    battery_low: StrictBool | None = None
 
 
 class HubTelemetry(DevicePayload):
@@ -123,8 +143,8 @@ class EventPayload(DevicePayload):
 class StatusPayload(DevicePayload):
     """Online/offline and battery; ``ts`` may be absent in a Last Will, which is written at connect time."""
 
-    ts: UtcDatetime | None = None  # type: ignore[assignment]
-    online: bool
+    ts: DeviceTime | None = None  # type: ignore[assignment]
+    online: StrictBool
     battery_pct: Percent | None = None
 
 
@@ -158,6 +178,26 @@ class Reading(BaseModel):
     battery_low: bool | None = None
     online: bool | None = None
     event: DeviceEvent | None = None
+    clock_corrected: bool | None = Field(
+        None,
+        description="ts is the gateway's receive time, not the device's: the device's time was too far ahead"
+        " or (for an event) unreadable.",
+    )
+    device_ts: str | None = Field(None, max_length=64, description="The time the device sent, when ts was corrected.")
+    device_clock_ahead_s: float | None = Field(
+        None, description="How far the device's clock was ahead of the gateway's, when that is why ts was corrected."
+    )
+
+    def clock_evidence(self) -> dict[str, EvidenceValue]:
+        """What a finding carries about a corrected clock, so the operator sees the device's own time."""
+        if not self.clock_corrected:
+            return {}
+        values = {
+            "clock_corrected": True,
+            "device_ts": self.device_ts,
+            "device_clock_ahead_s": self.device_clock_ahead_s,
+        }
+        return evidence_of(**{k: v for k, v in values.items() if v is not None})
 
 
 class Severity(StrEnum):
@@ -241,8 +281,9 @@ class RejectReason(StrEnum):
     UNKNOWN_DEVICE = "unknown_device"
     DEVICE_MISMATCH = "device_mismatch"
     INVALID_PAYLOAD = "invalid_payload"
-    FUTURE_TIMESTAMP = "future_timestamp"
     WRONG_PATH = "wrong_path"
+    UNPROCESSABLE = "unprocessable"  # handling it raised where no check foresaw it: the net under the others
+    RATE_LIMITED = "rate_limited"  # the device sent more than its share (gateway/fairness.py)
 
 
 class DeadLetter(BaseModel):

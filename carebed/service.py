@@ -41,7 +41,7 @@ GC_PAUSES = Histogram(
 
 def start(service: str, settings: Settings, metrics_port: int | None) -> threading.Event:
     """Configure logs and metrics; return an event that is set on SIGTERM or SIGINT."""
-    logs.configure(service, settings.log_level)
+    logs.configure(service, settings)
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     gc.callbacks.append(_time_collections())
     if metrics_port is not None:

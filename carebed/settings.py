@@ -86,9 +86,39 @@ class Settings(BaseSettings):
     gateway_max_future_skew_s: float | None = Field(
         300.0,
         gt=0,
-        description="Seconds a device timestamp may be ahead of the gateway clock before the message is refused"
-        " (dead letter future_timestamp); 'null' turns the check off, for accelerated simulations.",
+        description="Seconds a device time may be ahead of the gateway clock; a time further ahead is replaced by the"
+        " receive time and flagged in the reading. 'null' turns the check off, for accelerated simulations.",
     )
+    gateway_device_rate_per_s: float | None = Field(
+        1.0,
+        gt=0,
+        description="Messages a second a device (or a zigbee2mqtt hub) may send on average, rejected ones included;"
+        " beyond, they are dropped as rate_limited. 'null' for no limit (accelerated simulations).",
+    )
+    gateway_device_burst: int = Field(
+        600,
+        ge=1,
+        description="Messages a device may send at once above its rate: what a watch stores in 10 hours offline.",
+    )
+    gateway_device_event_rate_per_s: float = Field(
+        0.1, gt=0, description="Events (SOS, fall, leak) a second a device may send on average, apart from the rest."
+    )
+    gateway_device_event_burst: int = Field(
+        10,
+        ge=1,
+        description="Events a device may send at once: its first SOS, and the first after a quiet spell, pass.",
+    )
+    gateway_rejections_told_per_min: int = Field(
+        10,
+        ge=1,
+        description="Rejections logged and published as dead letters per device and reason each minute;"
+        " the rest are counted, and summed in one log line.",
+    )
+    log_dir: Path | None = Field(
+        None, description="Write each process's JSON log to {log_dir}/{service}.log, rotated, instead of stderr."
+    )
+    log_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Size at which the log file is rotated.")
+    log_backups: int = Field(5, ge=1, description="Rotated log files kept beside the current one.")
     influx_url: str | None = Field(None, description="InfluxDB 2 URL for the telemetry archive; no archive if unset.")
     influx_token: SecretStr | None = Field(None, description="InfluxDB API token.")
     influx_org: str = Field("carebed", description="InfluxDB organisation.")

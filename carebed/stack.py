@@ -118,8 +118,10 @@ class Stack:
         if self.simulate is not None:
             # Simulated time restarts at the wall clock and runs ahead of it.
             env["CAREBED_GATEWAY_MAX_FUTURE_SKEW_S"] = "null"
+            env["CAREBED_GATEWAY_DEVICE_RATE_PER_S"] = "null"  # a simulated minute lasts a second
             (data / "detector" / "state.pickle").unlink(missing_ok=True)
         logs = data / "logs"
+        env["CAREBED_LOG_DIR"] = str(logs)  # {service}.log, rotated; a child's .out file gets only what a crash prints
         services = [(name, list(args)) for name, args in SERVICES.items()]
         if self.simulate is not None:
             services.append(("simulator", ["simulate", *self.simulate]))
@@ -129,7 +131,7 @@ class Stack:
             child_env = {**env, "CAREBED_MQTT_USERNAME": account, "CAREBED_MQTT_PASSWORD": accounts[account]}
             if name in OWN_METRICS_PORT:
                 child_env["CAREBED_METRICS_PORT"] = str(free_port())
-            children.append(Child(name, args, logs / f"{name}.log", child_env))
+            children.append(Child(name, args, logs / f"{name}.out", child_env))
         try:
             for child in children:
                 child.start()

@@ -26,9 +26,11 @@ def alarms_of(reading: Reading) -> list[Finding]:
         return []
     code, summary = _ALARMS[reading.event]
     number = "" if reading.seq is None else f":{reading.seq}"
+    # The time as the device sent it: a corrected time is the receive time, new at each redelivery.
+    stamp = reading.device_ts if reading.clock_corrected and reading.device_ts else reading.ts.isoformat()
     return [
         Finding(
-            id=f"{reading.device_id}:{code.value}:{reading.ts.isoformat()}{number}",
+            id=f"{reading.device_id}:{code.value}:{stamp}{number}",
             home_id=reading.home_id,
             device_id=reading.device_id,
             code=code,
@@ -36,7 +38,7 @@ def alarms_of(reading: Reading) -> list[Finding]:
             ts=reading.ts,
             detected_at=reading.ts,
             summary=summary,
-            evidence=evidence_of(event=reading.event.value, seq=reading.seq),
+            evidence=evidence_of(event=reading.event.value, seq=reading.seq) | reading.clock_evidence(),
             received_at=reading.received_at,
         )
     ]

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from carebed.schemas import DeadLetter, DeviceEntry, DeviceEvent, DeviceKind, Reading, RejectReason
 from carebed.topics import DeviceChannel
+from detector.alarms import alarms_of
 from gateway.core import MAX_PAYLOAD_BYTES, Normaliser
 
 NOW = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
@@ -111,11 +112,104 @@ def test_bad_topic_and_oversized_payload_are_rejected() -> None:
     assert_rejected(run("w1", "telemetry", b" " * (MAX_PAYLOAD_BYTES + 1)), RejectReason.TOO_LARGE)
 
 
-def test_future_timestamp_is_rejected_unless_the_check_is_off() -> None:
+@pytest.mark.parametrize("channel", ["event", "telemetry"])
+def test_a_clock_too_far_ahead_is_corrected_to_the_receive_time_and_flagged(channel: str) -> None:
+    """A watch 6 minutes fast (or a gateway 6 minutes slow): its SOS still counts, at the time it arrived."""
+    payload = {"ts": "2026-11-24T08:06:00Z", "event": "sos"} if channel == "event" else {"ts": "2026-11-24T08:06:00Z"}
+    result = run("w1", channel, payload)
+    assert isinstance(result, Reading), result
+    assert (result.ts, result.clock_corrected) == (NOW, True)
+    assert (result.device_ts, result.device_clock_ahead_s) == ("2026-11-24T08:06:00+00:00", 360.0)
+    assert result.clock_evidence() == {
+        "clock_corrected": True,
+        "device_ts": "2026-11-24T08:06:00+00:00",
+        "device_clock_ahead_s": 360.0,
+    }
+
+
+def test_a_clock_within_the_skew_or_with_the_check_off_is_believed() -> None:
+    within = run("w1", "event", {"ts": "2026-11-24T08:04:00Z", "event": "sos"})
+    assert isinstance(within, Reading) and within.ts == NOW + timedelta(minutes=4) and not within.clock_corrected
     payload = json.dumps({"ts": "2026-11-24T09:00:00Z", "worn": True}).encode()
-    topic = "carebed/v1/devices/w1/telemetry"
-    assert_rejected(normalise(topic, payload), RejectReason.FUTURE_TIMESTAMP)
-    assert isinstance(normalise(topic, payload, skew=None), Reading)
+    unchecked = normalise("carebed/v1/devices/w1/telemetry", payload, skew=None)
+    assert isinstance(unchecked, Reading) and unchecked.ts == datetime(2026, 11, 24, 9, tzinfo=UTC)
+    assert unchecked.clock_evidence() == {}
+
+
+@pytest.mark.parametrize("ts", ["9999-12-31T23:59:59-14:00", 1764000000, "2026-11-24", "yesterday", None, {"$date": 1}])
+def test_an_sos_is_never_refused_for_its_time(ts: object) -> None:
+    """An unreadable time (out of range, a bare number, no offset, missing) on an event: taken at the receive time."""
+    payload: dict[str, object] = {"event": "sos"} if ts is None else {"ts": ts, "event": "sos"}
+    result = run("w1", "event", payload)
+    assert isinstance(result, Reading), result
+    assert (result.event, result.ts, result.clock_corrected) == (DeviceEvent.SOS, NOW, True)
+    assert result.device_ts == (None if ts is None else ts if isinstance(ts, str) else json.dumps(ts))
+
+
+@pytest.mark.parametrize("ts", ["9999-12-31T23:59:59-14:00", 1764000000, 0, "2026-11-24", "2026-11-24T07:59:00"])
+def test_telemetry_with_an_unreadable_time_is_refused(ts: object) -> None:
+    """Strict RFC 3339 with an offset: a bare integer is not 1970, a date is not midnight."""
+    dead = assert_rejected(run("w1", "telemetry", {"ts": ts, "worn": True}), RejectReason.INVALID_PAYLOAD)
+    assert dead.detail.startswith("ts:")
+
+
+@pytest.mark.parametrize(
+    ("device", "payload", "field"),
+    [
+        ("m1", b'{"ts": "2026-11-24T07:59:00Z", "volume_l": Infinity}', "volume_l"),
+        ("m1", b'{"ts": "2026-11-24T07:59:00Z", "volume_l": NaN}', "volume_l"),
+        ("m1", b'{"ts": "2026-11-24T07:59:00Z", "volume_l": 1e999}', "volume_l"),
+        ("m1", b'{"ts": "2026-11-24T07:59:00Z", "volume_l": "43210.5"}', "volume_l"),
+        ("w1", b'{"ts": "2026-11-24T07:59:00Z", "worn": "yes"}', "worn"),
+        ("w1", b'{"ts": "2026-11-24T07:59:00Z", "worn": 1}', "worn"),
+        ("w1", b'{"ts": "2026-11-24T07:59:00Z", "steps": 12.0}', "steps"),
+        ("w1", b'{"ts": "2026-11-24T07:59:00Z", "steps": 1e30}', "steps"),
+        ("w1", b'{"ts": "2026-11-24T07:59:00Z", "seq": true}', "seq"),
+        ("w1", b'{"ts": "2026-11-24T07:59:00Z", "seq": 100000000000000000000}', "seq"),
+        ("w1", b'{"ts": "2026-11-24T07:59:00Z", "heart_rate_bpm": true}', "heart_rate_bpm"),
+        ("w1", b'{"online": "false"}', "online"),
+    ],
+)
+def test_numbers_are_finite_numbers_and_booleans_are_booleans(device: str, payload: bytes, field: str) -> None:
+    channel = "status" if b"online" in payload else "telemetry"
+    dead = assert_rejected(normalise(f"carebed/v1/devices/{device}/{channel}", payload), RejectReason.INVALID_PAYLOAD)
+    assert dead.detail.startswith(f"{field}:"), dead.detail
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"[" * 8000 + b"]" * 8000, RejectReason.NOT_JSON),  # deeper than the parser's recursion limit
+        (b'{"ts": "2026-11-24T07:59:00Z", "seq": ' + b"7" * 5000 + b"}", RejectReason.NOT_JSON),
+    ],
+)
+def test_poison_payloads_are_dead_letters(payload: bytes, reason: RejectReason) -> None:
+    """Each of these raised out of the core before; a raised exception left the message unacknowledged."""
+    dead = assert_rejected(normalise("carebed/v1/devices/w1/event", payload), reason)
+    assert "Traceback" not in dead.detail and len(dead.detail) <= 300
+
+
+def test_whatever_an_adapter_raises_is_the_messages_dead_letter() -> None:
+    normaliser = Normaliser(SKEW)
+
+    class Broken:
+        name = "broken"
+        subscriptions = ("carebed/v1/devices/#",)
+
+        def matches(self, topic: str) -> bool:
+            return True
+
+        def sender(self, topic: str) -> str:
+            return "w1"
+
+        def translate(self, topic: str, payload: bytes, received_at: datetime) -> None:
+            raise KeyError("a bug")
+
+    normaliser.adapters = (Broken(),)
+    dead = assert_rejected(
+        normaliser.normalise("carebed/v1/devices/w1/event", b"{}", NOW, DIRECTORY), RejectReason.UNPROCESSABLE
+    )
+    assert dead.detail == "could not be processed: KeyError: 'a bug'"
 
 
 @given(topic=st.text(max_size=60), payload=st.binary(max_size=300))
@@ -124,3 +218,31 @@ def test_any_input_gives_a_reading_or_a_reason(topic: str, payload: bytes) -> No
     assert result is None or isinstance(result, Reading | DeadLetter)
     if isinstance(result, DeadLetter):
         assert result.detail
+
+
+def test_the_sos_finding_tells_the_operator_how_far_ahead_the_watch_was() -> None:
+    reading = run("w1", "event", {"ts": "2026-11-24T16:07:30+08:00", "event": "sos"})
+    assert isinstance(reading, Reading)
+    [finding] = alarms_of(reading)
+    assert finding.ts == NOW
+    assert finding.evidence == {
+        "event": "sos",
+        "seq": None,
+        "clock_corrected": True,
+        "device_ts": "2026-11-24T08:07:30+00:00",
+        "device_clock_ahead_s": 450.0,
+    }
+
+
+@pytest.mark.parametrize("ts", ["2026-11-24T17:00:00+08:00", "9999-12-31T23:59:59-14:00"])
+def test_a_corrected_sos_received_again_later_keeps_its_finding_id(ts: str) -> None:
+    """A redelivery or a device's resend must fold into the first press, not be a second alert."""
+    raw = json.dumps({"ts": ts, "seq": 7, "event": "sos"}).encode()
+    findings = []
+    for received_at in (NOW, NOW + timedelta(minutes=3)):
+        reading = Normaliser(SKEW).normalise("carebed/v1/devices/w1/event", raw, received_at, DIRECTORY)
+        assert isinstance(reading, Reading) and reading.clock_corrected
+        findings.extend(alarms_of(reading))
+    first, again = findings
+    assert first.ts != again.ts, "each copy is taken at its own receive time"
+    assert first.id == again.id

@@ -44,7 +44,9 @@ def test_each_format_is_accepted_by_the_gateway_and_recorded(fmt: str, settings:
     with make_sessionmaker(engine).begin() as session:
         import_registry(session, registry)
     engine.dispose()
-    gateway = Gateway(settings.model_copy(update={"gateway_max_future_skew_s": None}))
+    gateway = Gateway(
+        settings.model_copy(update={"gateway_max_future_skew_s": None, "gateway_device_rate_per_s": None})
+    )
     gateway.refresh_registry()
     gateway.start()
     readings = Observer(settings, ALL_READINGS)

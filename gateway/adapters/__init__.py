@@ -42,6 +42,10 @@ class Adapter(Protocol):
 
     def matches(self, topic: str) -> bool: ...
 
+    def sender(self, topic: str) -> str:
+        """Who answers for a message on this topic (the broker account, or the device behind a shared one)."""
+        ...
+
     def translate(self, topic: str, payload: bytes, received_at: datetime) -> Translation | None:
         """None means: nothing to pass on (a duplicate, or a message of no interest)."""
         ...
@@ -50,8 +54,10 @@ class Adapter(Protocol):
 def parse_json_object(payload: bytes) -> dict[str, Any]:
     try:
         data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Rejected(RejectReason.NOT_JSON, str(exc)) from None
+    except ValueError as exc:  # not UTF-8, not JSON, or an integer of more than 4,300 digits
+        raise Rejected(RejectReason.NOT_JSON, str(exc)[:300]) from None
+    except RecursionError:
+        raise Rejected(RejectReason.NOT_JSON, "nested deeper than the parser allows") from None
     if not isinstance(data, dict):
         raise Rejected(RejectReason.NOT_JSON, "payload is not a JSON object")
     return data

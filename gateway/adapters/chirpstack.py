@@ -36,6 +36,11 @@ class ChirpStackAdapter:
     def matches(self, topic: str) -> bool:
         return topic.startswith("application/")
 
+    def sender(self, topic: str) -> str:
+        """The DevEUI: every uplink comes through the network server's one account, so that says nothing."""
+        parts = topic.split("/")
+        return parts[3].lower() if len(parts) > 3 else topic
+
     def translate(self, topic: str, payload: bytes, received_at: datetime) -> Translation | None:
         parts = topic.split("/")
         if len(parts) != 6 or parts[2] != "device" or parts[4:] != ["event", "up"]:

@@ -16,6 +16,9 @@ class NativeAdapter:
     def matches(self, topic: str) -> bool:
         return topic.startswith(f"{topics.PREFIX}/devices/")
 
+    def sender(self, topic: str) -> str:
+        return topic.split("/")[3]  # the ACL lets only this device write here
+
     def translate(self, topic: str, payload: bytes, received_at: datetime) -> Translation:
         parsed = topics.parse_device(topic)
         if parsed is None:

@@ -38,6 +38,9 @@ class Zigbee2MqttAdapter:
     def matches(self, topic: str) -> bool:
         return topic.startswith(f"{PREFIX}/")
 
+    def sender(self, topic: str) -> str:
+        return topic.split("/")[3]  # the hub: it logs in as itself, and may name any friendly name below it
+
     def translate(self, topic: str, payload: bytes, received_at: datetime) -> Translation | None:
         parts = topic.split("/")[len(PREFIX.split("/")) :]
         if len(parts) < 2:
@@ -53,7 +56,8 @@ class Zigbee2MqttAdapter:
             return None  # {friendly_name}/set and /get are requests to the hub, not reports
         state = parse_json_object(payload)
         ts = _last_seen(state.get("last_seen"), received_at)
-        if state.get("sos") is True or state.get("action") in _SOS_ACTIONS:
+        action = state.get("action")
+        if state.get("sos") is True or (isinstance(action, str) and action in _SOS_ACTIONS):
             return Translation(name, DeviceChannel.EVENT, {"ts": ts, "event": "sos"}, via=hub)
         values = {native: state[vendor] for vendor, native in _STATE_FIELDS.items() if vendor in state}
         if not values:
@@ -72,10 +76,17 @@ def _online(payload: bytes) -> bool:
     return bool(state == "online")
 
 
-def _last_seen(value: Any, received_at: datetime) -> str:
-    """zigbee2mqtt's optional `last_seen` is ISO 8601 or epoch milliseconds; without it, the gateway's clock."""
+def _last_seen(value: Any, received_at: datetime) -> Any:
+    """zigbee2mqtt's optional `last_seen` is ISO 8601 or epoch milliseconds; without it, the gateway's clock.
+
+    A value that is neither is passed on as sent, for the native schema to refuse (or, for an SOS,
+    to replace by the receive time).
+    """
+    if value is None:
+        return received_at.isoformat()
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000, UTC).isoformat()
-    if isinstance(value, str):
-        return value
-    return received_at.isoformat()
+        try:
+            return datetime.fromtimestamp(value / 1000, UTC).isoformat()
+        except (ValueError, OverflowError, OSError):
+            return value
+    return value
