@@ -18,22 +18,27 @@ import signal
 from collections.abc import Mapping
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from carebed.registry import Device, Home, device_credentials
 from carebed.schemas import DeviceKind
-from carebed.topics import EVENTS, PREFIX, READINGS
+from carebed.topics import CHIRPSTACK_UPLINKS, EVENTS, PREFIX, READINGS, Z2M_PREFIX
 
 # Mosquitto 2's own format: PBKDF2-HMAC-SHA512, "$7$iterations$salt$hash". Passwords are random
 # 32-byte tokens, so Mosquitto's default of 101 iterations costs nothing in strength and keeps a
 # reconnect storm of a whole city's devices cheap for the broker.
 _ITERATIONS = 101
+# `via` of a device whose uplinks a LoRaWAN network server relays (gateway.adapters.chirpstack.VIA).
+CHIRPSTACK = "chirpstack"
 SERVICES_FILE = "services.passwd"
 ACCOUNTS_FILE = "accounts.env"
 
 SERVICE_ACL: dict[str, tuple[tuple[str, str], ...]] = {
     "carebed-gateway": (
         ("read", f"{PREFIX}/devices/#"),
+        ("read", f"{Z2M_PREFIX}/#"),  # zigbee2mqtt hubs
+        ("read", CHIRPSTACK_UPLINKS),  # a LoRaWAN network server's uplinks
         ("write", READINGS),
         ("write", EVENTS),
         ("write", f"{PREFIX}/deadletter/#"),
@@ -89,7 +94,7 @@ def acl_text() -> str:
     lines += [
         "# Every other user is a device or a hub: it may write only below its own id.",
         "pattern write carebed/v1/devices/%u/+",
-        "pattern write carebed/v1/z2m/%u/#",
+        f"pattern write {Z2M_PREFIX}/%u/#",
         "",
     ]
     return "\n".join(lines)
@@ -133,7 +138,25 @@ def new_service_passwords(folder: Path) -> dict[str, str]:
     _write_private(
         folder / SERVICES_FILE, "".join(f"{user}:{hash_password(pw)}\n" for user, pw in sorted(passwords.items()))
     )
-    _write_private(folder / ACCOUNTS_FILE, "".join(f"{user}={pw}\n" for user, pw in sorted(passwords.items())))
+    _write_private(
+        folder / ACCOUNTS_FILE, "".join(f"{account_variable(u)}={pw}\n" for u, pw in sorted(passwords.items()))
+    )
+    return passwords
+
+
+def account_variable(account: str) -> str:
+    """`carebed-chirpstack` -> `CAREBED_CHIRPSTACK_PASSWORD`: a name a shell can `source`."""
+    return f"{account.upper().replace('-', '_')}_PASSWORD"
+
+
+def read_accounts(folder: Path) -> dict[str, str]:
+    """The service passwords of `accounts.env`, by account name."""
+    by_variable = {account_variable(account): account for account in SERVICE_ACL}
+    passwords = {}
+    for line in (folder / ACCOUNTS_FILE).read_text(encoding="utf-8").splitlines():
+        name, _, value = line.partition("=")
+        if name in by_variable:
+            passwords[by_variable[name]] = value
     return passwords
 
 
@@ -160,17 +183,48 @@ def sync_broker_auth(session: Session, folder: Path, service_passwords: Mapping[
     return len(devices)
 
 
-def add_device(session: Session, device_id: str, home_id: str, kind: DeviceKind, model: str | None) -> str:
-    """Register a device with a new broker password; returns the password, shown once and never stored."""
+def add_device(
+    session: Session, device_id: str, home_id: str, kind: DeviceKind, model: str | None, via: str | None = None
+) -> str | None:
+    """Register a device; returns its new broker password (shown once, never stored), or None for a device
+    that speaks through a zigbee2mqtt hub or ChirpStack (`via`) and never logs in itself."""
     if session.get(Home, home_id) is None:
         raise ProvisioningError(f"no home {home_id!r} in the registry")
     if session.get(Device, device_id) is not None:
         raise ProvisioningError(f"device {device_id!r} exists; rotate its password instead")
-    password = new_password()
+    if via is not None and via != CHIRPSTACK:
+        hub = session.get(Device, via)
+        if hub is None or hub.kind != DeviceKind.HUB:
+            raise ProvisioningError(
+                f"no hub {via!r} in the registry: add it first (--kind hub), or use --via {CHIRPSTACK}"
+            )
+    password = None if via is not None else new_password()
     session.add(
-        Device(id=device_id, home_id=home_id, kind=kind.value, model=model, credential_hash=hash_password(password))
+        Device(
+            id=device_id,
+            home_id=home_id,
+            kind=kind.value,
+            model=model,
+            via=via,
+            credential_hash=hash_password(password) if password else None,
+        )
     )
     return password
+
+
+def grant_missing_passwords(session: Session) -> dict[str, tuple[str, str]]:
+    """A broker password for every device that logs in itself (not via a hub or ChirpStack) and has none yet.
+
+    Returns {device id: (home id, password)}; the passwords are not stored, only their hashes.
+    """
+    granted = {}
+    for device in session.scalars(
+        select(Device).where(Device.credential_hash.is_(None), Device.via.is_(None)).order_by(Device.id)
+    ):
+        password = new_password()
+        device.credential_hash = hash_password(password)
+        granted[device.id] = (device.home_id, password)
+    return granted
 
 
 def rotate_device(session: Session, device_id: str) -> str:

@@ -13,16 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.auth import Role, create_user
-from alerting.models import Notification, NotificationStatus
+from alerting.models import Notification, NotificationStatus, User
 from carebed.broker import Mosquitto, free_port, wait_for_port
 from carebed.db import make_engine, make_sessionmaker, migrate
 from carebed.provisioning import new_service_passwords, service_account, sync_broker_auth
 from carebed.registry import RegistryFile, import_registry
-from carebed.settings import Settings
+from carebed.settings import CONFIG_ERROR_EXIT, ConfigurationError, Settings
 
 RESTART_BACKOFF_S = 2.0
 # Each service process and the command that starts it. Both lanes on the SOS path (the gateway's
@@ -59,6 +59,11 @@ class Child:
                 stderr=log,
             )
 
+    def last_words(self) -> str:
+        """The last line the process wrote: a service that stops on a configuration error says why there."""
+        lines = [line for line in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines() if line]
+        return lines[-1] if lines else "(nothing logged)"
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -75,6 +80,7 @@ class Stack:
     registry: RegistryFile | None
     simulate: list[str] | None
     console: Console = field(default_factory=Console)
+    speed: float = 1.0  # of the simulated homes: at 1 their clock is the wall clock, the one clock of the demo
 
     def run(self, stopping: threading.Event) -> None:
         data = self.settings.data_dir.resolve()
@@ -102,9 +108,10 @@ class Stack:
             "CAREBED_SESSION_SECRET": os.environ.get("CAREBED_SESSION_SECRET", secrets.token_urlsafe(32)),
         }
         if self.simulate is not None:
-            # Simulated time restarts at the wall clock and runs ahead of it.
-            env["CAREBED_GATEWAY_MAX_FUTURE_SKEW_S"] = "null"
             (data / "detector" / "state.pickle").unlink(missing_ok=True)
+            if self.speed > 1:
+                # Accelerated simulated time restarts at the wall clock and runs ahead of it.
+                env["CAREBED_GATEWAY_MAX_FUTURE_SKEW_S"] = "null"
         logs = data / "logs"
         services = [(name, list(args)) for name, args in SERVICES.items()]
         if self.simulate is not None:
@@ -119,8 +126,15 @@ class Stack:
         try:
             for child in children:
                 child.start()
-            wait_for_port(self.settings.http_port, 30, children[0].process)
+            try:
+                wait_for_port(self.settings.http_port, 30, children[0].process)
+            except RuntimeError:
+                raise ConfigurationError(
+                    f"{children[0].name} did not start: {children[0].last_words()} (log: {children[0].log_path})"
+                ) from None
             self._announce(broker.port, demo_password, logs, children)
+            if demo_password is None:
+                self._first_user_hint(sessions)
             self._supervise(children, sessions, stopping)
         finally:
             for child in reversed(children):
@@ -144,6 +158,15 @@ class Stack:
             f"service logs in {logs}; Ctrl-C stops everything"
         )
 
+    def _first_user_hint(self, sessions: sessionmaker[Session]) -> None:
+        with sessions() as session:
+            if session.scalar(select(func.count()).select_from(User)):
+                return
+        self.console.print(
+            "  no console user yet: create the first with "
+            f"[bold]carebed admin create NAME --role admin --data-dir {self.settings.data_dir}[/]"
+        )
+
     def _supervise(self, children: list[Child], sessions: sessionmaker[Session], stopping: threading.Event) -> None:
         shown: set[int] = set()
         while not stopping.wait(1.0):
@@ -152,6 +175,8 @@ class Stack:
                 code = child.process.poll()
                 if code is None or (child.name == "simulator" and code == 0):
                     continue
+                if code == CONFIG_ERROR_EXIT:  # restarting cannot mend a configuration error
+                    raise ConfigurationError(f"{child.name} stopped: {child.last_words()} (log: {child.log_path})")
                 self.console.print(f"[red]{child.name} exited with {code}; restarting[/] (log: {child.log_path})")
                 time.sleep(RESTART_BACKOFF_S)
                 child.start()

@@ -30,6 +30,9 @@ EVENTS = f"{PREFIX}/internal/events"
 FINDINGS_SUBSCRIPTION = f"{PREFIX}/internal/findings/+"
 FEEDBACK_SUBSCRIPTION = f"{PREFIX}/internal/feedback/+"
 DEAD_LETTER_SUBSCRIPTION = f"{PREFIX}/deadletter/#"
+# Vendor trees: zigbee2mqtt hubs publish below their own id; ChirpStack v4 uplinks by application and DevEUI.
+Z2M_PREFIX = f"{PREFIX}/z2m"
+CHIRPSTACK_UPLINKS = "application/+/device/+/event/up"
 
 
 def device(device_id: str, channel: DeviceChannel) -> str:
