@@ -57,7 +57,10 @@ SERVICE_ACL: dict[str, tuple[tuple[str, str], ...]] = {
     # Publishes for many simulated devices over one connection: for demos, tests and benchmarks only.
     "carebed-simulator": (("write", f"{PREFIX}/devices/#"),),
     # A LoRaWAN network server's MQTT integration (ChirpStack v4 uplinks).
-    "carebed-chirpstack": (("write", "application/+/device/+/event/+"),),
+    "carebed-chirpstack": (
+        ("write", "application/+/device/+/event/+"),
+        ("read", "application/+/device/+/command/+"),  # it subscribes for downlinks; nobody may write there
+    ),
     # Read-only view of everything, for integrators watching their data arrive and being judged.
     "carebed-observer": (("read", f"{PREFIX}/#"),),
 }
@@ -94,7 +97,8 @@ def acl_text() -> str:
     lines += [
         "# Every other user is a device or a hub: it may write only below its own id.",
         "pattern write carebed/v1/devices/%u/+",
-        f"pattern write {Z2M_PREFIX}/%u/#",
+        # zigbee2mqtt subscribes to its whole base topic (for /set requests), so a hub also reads its branch.
+        f"pattern readwrite {Z2M_PREFIX}/%u/#",
         "",
     ]
     return "\n".join(lines)

@@ -10,7 +10,9 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -51,6 +53,14 @@ def test_demo_shows_an_sos_alert_and_its_sms_within_a_minute(tmp_path: Path) -> 
         alerts = api.get("/api/v1/alerts").json()
         assert [a["code"] for a in alerts] == ["sos"]
         assert alerts[0]["notifications"][0]["status"] == "dry_run"
+        # One clock: the press (device time), the alert and the SMS all read the wall clock.
+        pressed = datetime.fromisoformat(alerts[0]["first_ts"])
+        stored = datetime.fromisoformat(alerts[0]["created_at"])
+        assert abs(stored - pressed) < timedelta(seconds=30), (pressed, stored)
+        shown = re.search(r"时间 (\d\d-\d\d \d\d:\d\d)", sms.group(2))
+        assert shown, sms.group(2)
+        local = [(stored - timedelta(minutes=m)).astimezone(ZoneInfo("Asia/Shanghai")) for m in (0, 1)]
+        assert shown.group(1) in [t.strftime("%m-%d %H:%M") for t in local], (shown.group(1), stored)
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0, seen
