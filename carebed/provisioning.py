@@ -153,17 +153,6 @@ def account_variable(account: str) -> str:
     return f"{account.upper().replace('-', '_')}_PASSWORD"
 
 
-def read_accounts(folder: Path) -> dict[str, str]:
-    """The service passwords of `accounts.env`, by account name."""
-    by_variable = {account_variable(account): account for account in SERVICE_ACL}
-    passwords = {}
-    for line in (folder / ACCOUNTS_FILE).read_text(encoding="utf-8").splitlines():
-        name, _, value = line.partition("=")
-        if name in by_variable:
-            passwords[by_variable[name]] = value
-    return passwords
-
-
 def sync_broker_auth(session: Session, folder: Path, service_passwords: Mapping[str, str] | None = None) -> int:
     """Regenerate the broker's password file and ACL from the registry; returns the number of devices.
 
