@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from sqlalchemy import make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from carebed.schemas import DeviceKind, utc_now
+from carebed.schemas import DeviceKind
 from carebed.settings import CONFIG_ERROR_EXIT, ConfigurationError, Settings, load_settings
 from simulators.formats import Format
 
@@ -365,7 +365,7 @@ def registry_load(path: Path, passwords_file: Path | None) -> None:
     Each device that logs in itself (not `via` a hub or ChirpStack) and has no broker password yet gets
     one, written once to an owner-only CSV file; the broker accepts it at once.
     """
-    from carebed.provisioning import grant_missing_passwords
+    from carebed.provisioning import grant_missing_passwords, password_file_path, write_password_file
     from carebed.registry import import_registry
     from carebed.registry_files import RegistryFileError, parse_registry
 
@@ -378,8 +378,7 @@ def registry_load(path: Path, passwords_file: Path | None) -> None:
         sys.exit(1)
     settings = _settings()
     sessions = _sessions(settings)
-    stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
-    target = passwords_file or settings.data_dir / f"device-passwords-{stamp}.csv"
+    target = passwords_file or password_file_path(settings.data_dir)
     granted: dict[str, tuple[str, str]] = {}
 
     def load(session: Session) -> None:
@@ -388,7 +387,7 @@ def registry_load(path: Path, passwords_file: Path | None) -> None:
         granted = grant_missing_passwords(session)
         session.flush()
         if granted:
-            _write_passwords(target, granted)
+            write_password_file(target, granted)
         click.echo(f"{count} homes imported from {path}")
 
     _provision(load, "broker accounts updated", sessions=sessions)
@@ -397,24 +396,6 @@ def registry_load(path: Path, passwords_file: Path | None) -> None:
             f"{len(granted)} new device passwords written to {target} (owner-only, shown nowhere else):"
             " store each on its device, then delete the file"
         )
-
-
-def _write_passwords(path: Path, granted: dict[str, tuple[str, str]]) -> None:
-    """An owner-only CSV, refused if the file exists: a password file is never overwritten or widened."""
-    import csv
-    import io
-
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["device_id", "home_id", "mqtt_password"])
-    writer.writerows([device_id, home_id, password] for device_id, (home_id, password) in granted.items())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise ConfigError(f"{path} exists: give another file with --passwords") from None
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        file.write(text.getvalue())
 
 
 @registry.command("export")

@@ -11,7 +11,9 @@ shut out at its next connection.
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
+import io
 import os
 import secrets
 import signal
@@ -22,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from carebed.registry import Device, Home, device_credentials
-from carebed.schemas import DeviceKind
+from carebed.schemas import DeviceKind, utc_now
 from carebed.topics import CHIRPSTACK_UPLINKS, EVENTS, PREFIX, READINGS, Z2M_PREFIX
 
 # Mosquitto 2's own format: PBKDF2-HMAC-SHA512, "$7$iterations$salt$hash". Passwords are random
@@ -236,3 +238,25 @@ def _existing(session: Session, device_id: str) -> Device:
     if device is None:
         raise ProvisioningError(f"no device {device_id!r} in the registry")
     return device
+
+
+def password_file_path(data_dir: Path) -> Path:
+    return data_dir / f"device-passwords-{utc_now():%Y%m%dT%H%M%SZ}.csv"
+
+
+def write_password_file(path: Path, granted: Mapping[str, tuple[str, str]]) -> None:
+    """New device passwords as an owner-only CSV (device_id, home_id, mqtt_password), written once.
+
+    An existing file is refused, never overwritten or widened: it may hold passwords not yet handed out.
+    """
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["device_id", "home_id", "mqtt_password"])
+    writer.writerows([device_id, home_id, password] for device_id, (home_id, password) in granted.items())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ProvisioningError(f"{path} exists: give another file with --passwords") from None
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text.getvalue())

@@ -20,7 +20,14 @@ from alerting.auth import Role, create_user
 from alerting.models import Notification, NotificationStatus, User
 from carebed.broker import Mosquitto, free_port, wait_for_port
 from carebed.db import make_engine, make_sessionmaker, migrate
-from carebed.provisioning import new_service_passwords, service_account, sync_broker_auth
+from carebed.provisioning import (
+    grant_missing_passwords,
+    new_service_passwords,
+    password_file_path,
+    service_account,
+    sync_broker_auth,
+    write_password_file,
+)
 from carebed.registry import RegistryFile, import_registry
 from carebed.settings import CONFIG_ERROR_EXIT, ConfigurationError, Settings
 
@@ -90,9 +97,15 @@ class Stack:
         engine = make_engine(self.settings.sqlalchemy_url)
         sessions = make_sessionmaker(engine)
         demo_password = None
+        passwords_file = password_file_path(data)
+        granted: dict[str, tuple[str, str]] = {}
         with sessions.begin() as session:
             if self.registry is not None:
                 import_registry(session, self.registry)
+                if self.simulate is None:  # simulated devices publish through the simulator's account
+                    granted = grant_missing_passwords(session)
+                    if granted:
+                        write_password_file(passwords_file, granted)
             if self.simulate is not None:
                 demo_password = secrets.token_urlsafe(12)
                 create_user(session, "demo", demo_password, Role.SUPERVISOR)
@@ -133,6 +146,8 @@ class Stack:
                     f"{children[0].name} did not start: {children[0].last_words()} (log: {children[0].log_path})"
                 ) from None
             self._announce(broker.port, demo_password, logs, children)
+            if granted:
+                self.console.print(f"  {len(granted)} new device passwords written to {passwords_file} (owner-only)")
             if demo_password is None:
                 self._first_user_hint(sessions)
             self._supervise(children, sessions, stopping)

@@ -231,8 +231,8 @@ def test_a_password_file_is_never_overwritten(tmp_path: Path) -> None:
     target = tmp_path / "passwords.csv"
     target.write_text("earlier passwords\n", encoding="utf-8")
     assert carebed("db", "upgrade", cwd=tmp_path, env=env).returncode == 0
-    line = one_clear_line(carebed("registry", "load", str(source), "--passwords", str(target), cwd=tmp_path, env=env))
-    assert f"{target} exists" in line
+    refused = carebed("registry", "load", str(source), "--passwords", str(target), cwd=tmp_path, env=env)
+    assert refused.returncode == 1 and refused.stderr == f"Error: {target} exists: give another file with --passwords\n"
     assert target.read_text(encoding="utf-8") == "earlier passwords\n"
     assert carebed("devices", "list", cwd=tmp_path, env=env).stdout == ""  # nothing imported either
 

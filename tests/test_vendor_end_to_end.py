@@ -1,7 +1,7 @@
 """Vendor devices end to end, through the broker configuration `carebed up` writes.
 
-The integrator's path of docs/integrators.md: `carebed db upgrade`, `carebed registry load` (the hub's
-password comes out in the owner-only file), plain `carebed up`; then a zigbee2mqtt hub logs in as
+The integrator's path of docs/integrators.md: `carebed up --registry` (the hub's password comes out in
+an owner-only file; `registry load` does the same, tests/test_cli.py); then a zigbee2mqtt hub logs in as
 itself and reports an SOS button press, and ChirpStack logs in as `carebed-chirpstack` (its password
 from `accounts.env`, sourced by a shell) and relays a leak sensor's uplink. Each must become an alert.
 """
@@ -96,15 +96,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     data = folder / "var"
     registry = folder / "homes.yaml"
     registry.write_text(yaml.safe_dump(REGISTRY, allow_unicode=True), encoding="utf-8")
-    cli("db", "upgrade", data=data)
-    cli("registry", "load", str(registry), "--passwords", str(folder / "passwords.csv"), data=data)
-    with (folder / "passwords.csv").open(encoding="utf-8") as file:
-        passwords = {row["device_id"]: row["mqtt_password"] for row in csv.DictReader(file)}
-    assert set(passwords) == {HUB}, "only the hub logs in itself"
-
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "carebed", "up", "--port", str(port), "--data-dir", str(data)],
+        [
+            sys.executable,
+            "-m",
+            "carebed",
+            "up",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data),
+            "--registry",
+            str(registry),
+        ],
         env={**CLEAN_ENV, "COLUMNS": "250"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -123,6 +128,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
         wait_for(lambda: printed(r"carebed is running"), 60, "carebed up to start")
         mqtt_port = int(wait_for(lambda: printed(r"MQTT broker 127\.0\.0\.1:(\d+)"), 5, "the broker port").group(1))
         wait_for(lambda: printed(r"no console user yet: create the first with carebed admin create"), 5, "the hint")
+        written = wait_for(lambda: printed(r"1 new device passwords written to (\S+) \(owner-only\)"), 5, "the file")
+        with Path(written.group(1)).open(encoding="utf-8") as file:
+            passwords = {row["device_id"]: row["mqtt_password"] for row in csv.DictReader(file)}
+        assert set(passwords) == {HUB}, "only the hub logs in itself"
         password = "a long supervisor passphrase"
         cli("admin", "create", "lead", "--role", "supervisor", "--password", password, data=data)
         yield RunningStack(data, mqtt_port, login(f"http://127.0.0.1:{port}", "lead", password), output, passwords[HUB])
