@@ -11,7 +11,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import click
 import yaml
@@ -22,6 +22,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from carebed.schemas import DeviceKind
 from carebed.settings import CONFIG_ERROR_EXIT, ConfigurationError, Settings, load_settings
 from simulators.formats import Format
+
+if TYPE_CHECKING:
+    from carebed.registry import RegistryFile
 
 
 class ConfigError(click.ClickException):
@@ -119,13 +122,12 @@ def main() -> None:
 )
 def up(demo: bool, port: int | None, registry: Path | None, homes: int, speed: float) -> None:
     """Run the broker, gateway, detector and alerting with its console (and, with --demo, simulated homes)."""
-    from carebed.registry import parse_file
-    from carebed.stack import Stack
+    from carebed.stack import Stack, StartupError
     from simulators.homes import build_registry
 
     settings = _settings(http_port=port)
     check_port_free(settings.http_host, settings.http_port)
-    registry_file = parse_file(registry) if registry else None
+    registry_file = _read_registry(registry) if registry else None
     simulate = None
     if demo:
         registry_file = registry_file or build_registry(homes, seed=1)
@@ -134,6 +136,8 @@ def up(demo: bool, port: int | None, registry: Path | None, homes: int, speed: f
         Stack(settings, registry_file, simulate, speed=speed).run(_stop_on_signals())
     except ConfigurationError as exc:
         raise ConfigError(str(exc)) from None
+    except (StartupError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()
@@ -367,15 +371,8 @@ def registry_load(path: Path, passwords_file: Path | None) -> None:
     """
     from carebed.provisioning import grant_missing_passwords, password_file_path, write_password_file
     from carebed.registry import import_registry
-    from carebed.registry_files import RegistryFileError, parse_registry
 
-    try:
-        registry_file = parse_registry(path.read_bytes(), path.name)
-    except RegistryFileError as exc:
-        click.echo(f"{path}: nothing imported, the file has errors:", err=True)
-        for error in exc.errors:
-            click.echo(f"  row {error.row}, {error.field or 'file'}: {error.message}", err=True)
-        sys.exit(1)
+    registry_file = _read_registry(path)
     settings = _settings()
     sessions = _sessions(settings)
     target = passwords_file or password_file_path(settings.data_dir)
@@ -396,6 +393,19 @@ def registry_load(path: Path, passwords_file: Path | None) -> None:
             f"{len(granted)} new device passwords written to {target} (owner-only, shown nowhere else):"
             " store each on its device, then delete the file"
         )
+
+
+def _read_registry(path: Path) -> RegistryFile:
+    """The registry file validated whole, or every error in it by row and field, and exit 1."""
+    from carebed.registry_files import RegistryFileError, parse_registry
+
+    try:
+        return parse_registry(path.read_bytes(), path.name)
+    except RegistryFileError as exc:
+        click.echo(f"{path}: nothing imported, the file has errors:", err=True)
+        for error in exc.errors:
+            click.echo(f"  row {error.row}, {error.field or 'file'}: {error.message}", err=True)
+        sys.exit(1)
 
 
 @registry.command("export")

@@ -32,6 +32,13 @@ from carebed.registry import RegistryFile, import_registry
 from carebed.settings import CONFIG_ERROR_EXIT, ConfigurationError, Settings
 
 RESTART_BACKOFF_S = 2.0
+START_TIMEOUT_S = 60.0  # for the console to listen; a loaded two-core machine has taken over 30 s
+
+
+class StartupError(RuntimeError):
+    """A service did not start, for another reason than its configuration; the message says which and where."""
+
+
 # Each service process and the command that starts it. Both lanes on the SOS path (the gateway's
 # events, the detector's alarms) run in processes of their own, beside the bulk work.
 SERVICES: dict[str, tuple[str, ...]] = {
@@ -139,12 +146,7 @@ class Stack:
         try:
             for child in children:
                 child.start()
-            try:
-                wait_for_port(self.settings.http_port, 30, children[0].process)
-            except RuntimeError:
-                raise ConfigurationError(
-                    f"{children[0].name} did not start: {children[0].last_words()} (log: {children[0].log_path})"
-                ) from None
+            self._wait_until_serving(children[0])
             self._announce(broker.port, demo_password, logs, children)
             if granted:
                 self.console.print(f"  {len(granted)} new device passwords written to {passwords_file} (owner-only)")
@@ -172,6 +174,17 @@ class Stack:
             f"  MQTT broker 127.0.0.1:{mqtt_port} (password and ACL in {self.settings.data_dir / 'mosquitto'}); "
             f"service logs in {logs}; Ctrl-C stops everything"
         )
+
+    def _wait_until_serving(self, alerting: Child) -> None:
+        """The console answers, or one line on why not: a configuration error stops here, not in a restart loop."""
+        try:
+            wait_for_port(self.settings.http_port, START_TIMEOUT_S, alerting.process)
+        except RuntimeError:
+            assert alerting.process is not None
+            failed = ConfigurationError if alerting.process.returncode == CONFIG_ERROR_EXIT else StartupError
+            raise failed(f"{alerting.name} did not start: {alerting.last_words()} (log: {alerting.log_path})") from None
+        except TimeoutError as exc:
+            raise StartupError(f"{alerting.name}: {exc} (log: {alerting.log_path})") from None
 
     def _first_user_hint(self, sessions: sessionmaker[Session]) -> None:
         with sessions() as session:

@@ -252,3 +252,14 @@ def test_devices_add_via_a_hub_needs_the_hub_and_gives_no_password(tmp_path: Pat
     assert added.returncode == 0 and "speaks through hub-1; no password of its own" in added.stdout
     assert "MQTT password" not in added.stdout
     assert "leak-1\th1\tleak_sensor\thub-1\t-" in carebed("devices", "list", cwd=tmp_path, env=env).stdout
+
+
+def test_up_lists_the_errors_of_its_registry_file_and_starts_nothing(tmp_path: Path) -> None:
+    source = tmp_path / "homes.yaml"
+    home = {"id": "h1", "residents": [{"name": "W"}], "responders": [{"name": "Li", "phone": "13912345678"}]}
+    source.write_text(yaml.safe_dump({"homes": [home]}), encoding="utf-8")
+    result = carebed("up", "--registry", str(source), "--data-dir", str(tmp_path / "var"), cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"{source}: nothing imported, the file has errors:" in result.stderr
+    assert "write + and the country code first (E.164)" in result.stderr
+    assert not (tmp_path / "var").exists()
