@@ -57,7 +57,12 @@ SERVICE_ACL: dict[str, tuple[tuple[str, str], ...]] = {
         ("write", f"{PREFIX}/internal/feedback/#"),
     ),
     # Publishes for many simulated devices over one connection: for demos, tests and benchmarks only.
-    "carebed-simulator": (("write", f"{PREFIX}/devices/#"),),
+    # In every format `carebed simulate --format` speaks (as the devices, their hubs, a network server).
+    "carebed-simulator": (
+        ("write", f"{PREFIX}/devices/#"),
+        ("write", f"{Z2M_PREFIX}/#"),
+        ("write", CHIRPSTACK_UPLINKS),
+    ),
     # A LoRaWAN network server's MQTT integration (ChirpStack v4 uplinks).
     "carebed-chirpstack": (
         ("write", "application/+/device/+/event/+"),

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -31,6 +32,8 @@ from carebed.broker import free_port
 from carebed.mqtt import MqttClient, Outbound
 from carebed.schemas import utc_now
 from carebed.settings import Settings
+from simulators.formats import Format, registry_for
+from simulators.homes import build_registry
 from tests.conftest import login
 from tests.support import wait_for
 
@@ -56,6 +59,17 @@ REGISTRY = {
     ]
 }
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("CAREBED_", "TWILIO_"))}
+# The simulated home that `carebed simulate --homes 1 --seed 1` drives, registered in both vendor formats.
+SIMULATED = build_registry(1, seed=1).homes[0]
+
+
+def simulated_home() -> dict[str, Any]:
+    z2m, chirpstack = (
+        registry_for(build_registry(1, seed=1), f).homes[0] for f in (Format.ZIGBEE2MQTT, Format.CHIRPSTACK)
+    )
+    home = z2m.model_dump(mode="json", exclude_defaults=True)
+    home["devices"] += [d.model_dump(mode="json", exclude_defaults=True) for d in chirpstack.devices]
+    return home
 
 
 @dataclass
@@ -70,10 +84,10 @@ class RunningStack:
         settings = Settings(mqtt_port=self.mqtt_port, mqtt_username=username, mqtt_password=SecretStr(password))
         return MqttClient(settings, client_id=username, persistent=False)
 
-    def alert(self, code: str) -> dict[str, object]:
+    def alert(self, code: str, home: str = HOME) -> dict[str, object]:
         def found() -> dict[str, object] | None:
             alerts = self.api.get("/api/v1/alerts").json()
-            return next((a for a in alerts if a["code"] == code and a["home_id"] == HOME), None)
+            return next((a for a in alerts if a["code"] == code and a["home_id"] == home), None)
 
         return wait_for(found, 30, f"a {code} alert; carebed up printed:\n{''.join(self.output)}", interval=0.2)
 
@@ -95,7 +109,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     folder = tmp_path_factory.mktemp("vendor")
     data = folder / "var"
     registry = folder / "homes.yaml"
-    registry.write_text(yaml.safe_dump(REGISTRY, allow_unicode=True), encoding="utf-8")
+    homes = {"homes": [*REGISTRY["homes"], simulated_home()]}
+    registry.write_text(yaml.safe_dump(homes, allow_unicode=True), encoding="utf-8")
     port = free_port()
     process = subprocess.Popen(
         [
@@ -128,10 +143,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
         wait_for(lambda: printed(r"carebed is running"), 60, "carebed up to start")
         mqtt_port = int(wait_for(lambda: printed(r"MQTT broker 127\.0\.0\.1:(\d+)"), 5, "the broker port").group(1))
         wait_for(lambda: printed(r"no console user yet: create the first with carebed admin create"), 5, "the hint")
-        written = wait_for(lambda: printed(r"1 new device passwords written to (\S+) \(owner-only\)"), 5, "the file")
+        written = wait_for(lambda: printed(r"2 new device passwords written to (\S+) \(owner-only\)"), 5, "the file")
         with Path(written.group(1)).open(encoding="utf-8") as file:
             passwords = {row["device_id"]: row["mqtt_password"] for row in csv.DictReader(file)}
-        assert set(passwords) == {HUB}, "only the hub logs in itself"
+        assert set(passwords) == {HUB, f"{SIMULATED.id}-hub"}, "only the hubs log in themselves"
         password = "a long supervisor passphrase"
         cli("admin", "create", "lead", "--role", "supervisor", "--password", password, data=data)
         yield RunningStack(data, mqtt_port, login(f"http://127.0.0.1:{port}", "lead", password), output, passwords[HUB])
@@ -179,3 +194,26 @@ def test_a_chirpstack_uplink_of_a_leak_raises_an_alert(stack: RunningStack) -> N
         network_server.stop()
     alert = stack.alert("water_leak")
     assert alert["severity"] == "high"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "scenario", "code"), [("zigbee2mqtt", "sos", "sos"), ("chirpstack", "leak", "water_leak")]
+)
+def test_the_readmes_simulator_in_a_vendor_format_raises_an_alert(
+    stack: RunningStack, fmt: str, scenario: str, code: str
+) -> None:
+    """`carebed simulate --format F` as the README shows it: logged in as carebed-simulator, its incident alerts."""
+    password = sourced(stack.data / "mosquitto" / "accounts.env", "CAREBED_SIMULATOR_PASSWORD")
+    args = ["--homes", "1", "--seed", "1", "--speed", "1", "--format", fmt, "--scenario", scenario]
+    args += ["--incident-after", "1", "--duration", "3", "--json"]
+    args += ["--broker", f"127.0.0.1:{stack.mqtt_port}", "--username", "carebed-simulator"]
+    result = subprocess.run(
+        [sys.executable, "-m", "carebed", "simulate", *args],
+        env={**CLEAN_ENV, "CAREBED_MQTT_PASSWORD": password},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["incidents"] == 1
+    stack.alert(code, SIMULATED.id)
