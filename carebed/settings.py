@@ -184,9 +184,9 @@ def setting_names() -> dict[str, str]:
 
 def check_environment(environ: Mapping[str, str], also_valid: Collection[str] = ()) -> None:
     """Refuse an unknown CAREBED_* name (a typo would otherwise be silently ignored), naming the closest."""
-    valid = [name for name in setting_names() if name.startswith("CAREBED_")]
+    valid = [name for name in setting_names() if name.startswith("CAREBED_")] + list(also_valid)
     for name in sorted(environ):
-        if name.startswith("CAREBED_") and name not in valid and name not in TOOL_VARIABLES | set(also_valid):
+        if name.startswith("CAREBED_") and name not in valid and name not in TOOL_VARIABLES:
             close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
             hint = f"did you mean {close[0]}?" if close else "see docs/operations.md for the settings"
             raise ConfigurationError(f"unknown setting {name} in the environment: {hint}")

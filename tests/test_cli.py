@@ -56,6 +56,17 @@ def test_a_misspelled_setting_is_refused_with_the_closest_valid_name(tmp_path: P
     assert "CAREBED_HTTP_PROT" in line and "did you mean CAREBED_HTTP_PORT?" in line
 
 
+def test_a_sourced_accounts_env_is_not_taken_for_a_typo(tmp_path: Path) -> None:
+    """`set -a; . var/mosquitto/accounts.env` puts CAREBED_{ACCOUNT}_PASSWORD names in the environment."""
+    env = {"CAREBED_DATA_DIR": str(tmp_path / "var"), "CAREBED_OBSERVER_PASSWORD": "x", "CAREBED_GATEWAY_PASSWORD": "y"}
+    assert carebed("db", "upgrade", cwd=tmp_path, env=env).returncode == 0
+    env["CAREBED_OBSERVER_PASWORD"] = "z"
+    line = one_clear_line(carebed("admin", "list", cwd=tmp_path, env=env))
+    assert (
+        "unknown setting CAREBED_OBSERVER_PASWORD in the environment: did you mean CAREBED_OBSERVER_PASSWORD?" in line
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "value", "says"),
     [
