@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -215,3 +216,35 @@ class TwilioRecorder:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class CarebedUp:
+    """`carebed up` as a user runs it, in a process of its own; what it prints is read on a thread."""
+
+    def __init__(self, *args: str) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CAREBED_", "TWILIO_"))}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "carebed", "up", *args],
+            env={**env, "COLUMNS": "250"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout or []:
+            self._queue.put(line)
+
+    def printed(self, pattern: str) -> re.Match[str] | None:
+        """The first line printed so far that matches, or None."""
+        while not self._queue.empty():
+            self.lines.append(self._queue.get())
+        return next((m for line in self.lines if (m := re.search(pattern, line))), None)
+
+    def stop(self) -> int:
+        """Ctrl-C, as a user stops it; its exit code."""
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=60)

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import queue
 import re
-import signal
-import subprocess
-import sys
-import threading
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,34 +13,20 @@ import pytest
 
 from carebed.broker import free_port
 from tests.conftest import login
-from tests.support import wait_for
+from tests.support import CarebedUp, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def test_demo_shows_an_sos_alert_and_its_sms_within_a_minute(tmp_path: Path) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CAREBED_", "TWILIO_"))}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "carebed", "up", "--demo", "--port", str(port), "--data-dir", str(tmp_path / "var")],
-        env={**env, "COLUMNS": "250"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or []], daemon=True).start()
-    seen: list[str] = []
-
-    def printed(pattern: str) -> re.Match[str] | None:
-        while not lines.empty():
-            seen.append(lines.get())
-        return next((m for line in seen if (m := re.search(pattern, line))), None)
-
+    demo = CarebedUp("--demo", "--port", str(port), "--data-dir", str(tmp_path / "var"))
     started = time.monotonic()
     try:
-        password = wait_for(lambda: printed(r"password (\S+)"), 30, "the demo login").group(1)
-        sms = wait_for(lambda: printed(r"would send SMS to (\S+): (.*)"), 60, f"the SMS; output so far:\n{seen}")
+        password = wait_for(lambda: demo.printed(r"password (\S+)"), 30, "the demo login").group(1)
+        sms = wait_for(
+            lambda: demo.printed(r"would send SMS to (\S+): (.*)"), 60, f"the SMS; output so far:\n{demo.lines}"
+        )
         assert time.monotonic() - started < 60
         assert "SOS" in sms.group(2)
         api = login(f"http://127.0.0.1:{port}", "demo", password)
@@ -62,7 +42,6 @@ def test_demo_shows_an_sos_alert_and_its_sms_within_a_minute(tmp_path: Path) -> 
         local = [(stored - timedelta(minutes=m)).astimezone(ZoneInfo("Asia/Shanghai")) for m in (0, 1)]
         assert shown.group(1) in [t.strftime("%m-%d %H:%M") for t in local], (shown.group(1), stored)
     finally:
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 0, seen
+        assert demo.stop() == 0, demo.lines
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=2)

@@ -11,12 +11,8 @@ from __future__ import annotations
 import csv
 import json
 import os
-import queue
-import re
-import signal
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,7 +31,7 @@ from carebed.settings import Settings
 from simulators.formats import Format, registry_for
 from simulators.homes import build_registry
 from tests.conftest import login
-from tests.support import wait_for
+from tests.support import CarebedUp, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -112,33 +108,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     homes = {"homes": [*REGISTRY["homes"], simulated_home()]}
     registry.write_text(yaml.safe_dump(homes, allow_unicode=True), encoding="utf-8")
     port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "carebed",
-            "up",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data),
-            "--registry",
-            str(registry),
-        ],
-        env={**CLEAN_ENV, "COLUMNS": "250"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or []], daemon=True).start()
-    output: list[str] = []
-
-    def printed(pattern: str) -> re.Match[str] | None:
-        while not lines.empty():
-            output.append(lines.get())
-        return next((m for line in output if (m := re.search(pattern, line))), None)
-
+    up = CarebedUp("--port", str(port), "--data-dir", str(data), "--registry", str(registry))
+    printed, output = up.printed, up.lines
     try:
         wait_for(lambda: printed(r"carebed is running"), 60, "carebed up to start")
         mqtt_port = int(wait_for(lambda: printed(r"MQTT broker 127\.0\.0\.1:(\d+)"), 5, "the broker port").group(1))
@@ -151,8 +122,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
         cli("admin", "create", "lead", "--role", "supervisor", "--password", password, data=data)
         yield RunningStack(data, mqtt_port, login(f"http://127.0.0.1:{port}", "lead", password), output, passwords[HUB])
     finally:
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 0, output
+        assert up.stop() == 0, output
 
 
 def test_a_zigbee2mqtt_hubs_sos_button_raises_an_alert(stack: RunningStack) -> None:
