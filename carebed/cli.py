@@ -122,6 +122,7 @@ def main() -> None:
 )
 def up(demo: bool, port: int | None, registry: Path | None, homes: int, speed: float) -> None:
     """Run the broker, gateway, detector and alerting with its console (and, with --demo, simulated homes)."""
+    from carebed.provisioning import ProvisioningError
     from carebed.stack import Stack, StartupError
     from simulators.homes import build_registry
 
@@ -136,7 +137,7 @@ def up(demo: bool, port: int | None, registry: Path | None, homes: int, speed: f
         Stack(settings, registry_file, simulate, speed=speed).run(_stop_on_signals())
     except ConfigurationError as exc:
         raise ConfigError(str(exc)) from None
-    except (StartupError, FileNotFoundError) as exc:
+    except (StartupError, ProvisioningError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
