@@ -3,27 +3,92 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import click
 import yaml
 from pydantic import SecretStr
-from sqlalchemy.orm import Session
+from sqlalchemy import make_url, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from carebed.schemas import DeviceKind
-from carebed.settings import Settings, get_settings
+from carebed.settings import CONFIG_ERROR_EXIT, ConfigurationError, Settings, load_settings
 from simulators.formats import Format
+
+if TYPE_CHECKING:
+    from carebed.registry import RegistryFile
+
+
+class ConfigError(click.ClickException):
+    """A configuration error: one line on what is wrong and how to fix it; `carebed up` does not restart on it."""
+
+    exit_code = CONFIG_ERROR_EXIT
 
 
 def _settings(**overrides: object) -> Settings:
-    base = get_settings()
-    return base.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    """The settings (with the command's options and --data-dir over the environment), or one clear line."""
+    from carebed.provisioning import SERVICE_ACL, account_variable
+
+    context = click.get_current_context(silent=True)
+    data_dir = context.meta.get(_DATA_DIR) if context is not None else None
+    given = {k: v for k, v in {"data_dir": data_dir, **overrides}.items() if v is not None}
+    try:
+        return load_settings(os.environ, [account_variable(a) for a in SERVICE_ACL], **given)
+    except ConfigurationError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+_DATA_DIR = "carebed.data_dir"
+
+
+def _remember_data_dir(context: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        context.meta[_DATA_DIR] = value
+
+
+def data_dir_option(command: Callable[..., None]) -> Callable[..., None]:
+    """`--data-dir` on a command that reads or writes the data folder (its database, broker files)."""
+    return click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        expose_value=False,
+        callback=_remember_data_dir,
+        help="Folder of the database and broker files [default: CAREBED_DATA_DIR, or ./var].",
+    )(command)
+
+
+def _sessions(settings: Settings) -> sessionmaker[Session]:
+    """Sessions on a database whose schema is current: other commands than `db upgrade` and `up` never migrate."""
+    from carebed.db import SchemaBehind, make_engine, make_sessionmaker, require_current
+
+    try:
+        require_current(settings.sqlalchemy_url)
+    except SchemaBehind as exc:
+        raise ConfigError(
+            f"{exc}: run `carebed db upgrade` (with the same --data-dir or CAREBED_DATABASE_URL) first"
+        ) from None
+    return make_sessionmaker(make_engine(settings.sqlalchemy_url))
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another program holds, before anything starts (it would answer in our place)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            raise ConfigError(
+                f"port {port} on {host} is in use by another program: stop it, or choose another port"
+                " with --port (or CAREBED_HTTP_PORT)"
+            ) from None
 
 
 def _stop_on_signals() -> threading.Event:
@@ -41,26 +106,39 @@ def main() -> None:
 
 @main.command()
 @click.option("--demo", is_flag=True, help="Also simulate homes and inject an SOS within the first minute.")
-@click.option("--port", type=int, default=8000, show_default=True, help="Port of the console and REST API.")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("var"), show_default=True)
+@click.option(
+    "--port", type=click.IntRange(1, 65535), help="Port of the console and REST API [default: CAREBED_HTTP_PORT, 8000]."
+)
+@data_dir_option
 @click.option("--registry", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Registry file to load.")
 @click.option("--homes", type=int, default=5, show_default=True, help="Simulated homes (with --demo).")
 @click.option(
-    "--speed", type=float, default=60.0, show_default=True, help="Simulated seconds per second (with --demo)."
+    "--speed",
+    type=click.FloatRange(min=1),
+    default=1.0,
+    show_default=True,
+    help="Simulated seconds per second (with --demo). At 1 the homes live in real time and every time shown"
+    " (console, SMS, audit, a real device you add) is the wall clock's; above 1 device times run ahead of it.",
 )
-def up(demo: bool, port: int, data_dir: Path, registry: Path | None, homes: int, speed: float) -> None:
+def up(demo: bool, port: int | None, registry: Path | None, homes: int, speed: float) -> None:
     """Run the broker, gateway, detector and alerting with its console (and, with --demo, simulated homes)."""
-    from carebed.registry import parse_file
-    from carebed.stack import Stack
+    from carebed.provisioning import ProvisioningError
+    from carebed.stack import Stack, StartupError
     from simulators.homes import build_registry
 
-    settings = _settings(http_port=port, data_dir=data_dir)
-    registry_file = parse_file(registry) if registry else None
+    settings = _settings(http_port=port)
+    check_port_free(settings.http_host, settings.http_port)
+    registry_file = _read_registry(registry) if registry else None
     simulate = None
     if demo:
         registry_file = registry_file or build_registry(homes, seed=1)
         simulate = ["--homes", str(homes), "--speed", str(speed), "--scenario", "sos", "--incident-after", "20"]
-    Stack(settings, registry_file, simulate).run(_stop_on_signals())
+    try:
+        Stack(settings, registry_file, simulate, speed=speed).run(_stop_on_signals())
+    except ConfigurationError as exc:
+        raise ConfigError(str(exc)) from None
+    except (StartupError, ProvisioningError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()
@@ -71,35 +149,41 @@ def up(demo: bool, port: int, data_dir: Path, registry: Path | None, homes: int,
     multiple=True,
     help="Run only this lane (repeatable); default: both. Under load, run each lane as a process of its own.",
 )
+@data_dir_option
 def gateway(lanes: tuple[str, ...]) -> None:
     """Run the gateway (settings from CAREBED_* variables)."""
     from gateway.service import Lane, run
 
-    run(get_settings(), [Lane(lane) for lane in lanes] or list(Lane))
+    run(_settings(), [Lane(lane) for lane in lanes] or list(Lane))
 
 
 @main.command()
+@data_dir_option
 def detector() -> None:
     """Run the detector (settings from CAREBED_* variables)."""
     from detector.service import run
 
-    run(get_settings())
+    run(_settings())
 
 
 @main.command()
+@data_dir_option
 def alarms() -> None:
     """Run the detector's alarm lane, which raises SOS and falls (settings from CAREBED_* variables)."""
     from detector.alarm_service import run
 
-    run(get_settings())
+    run(_settings())
 
 
 @main.command()
+@data_dir_option
 def alerting() -> None:
     """Run the alerting service with its console and REST API (settings from CAREBED_* variables)."""
     from alerting.app import run
 
-    run(get_settings())
+    settings = _settings()
+    check_port_free(settings.http_host, settings.http_port)
+    run(settings)
 
 
 @main.command()
@@ -216,7 +300,7 @@ def eval_(
     from detector.evaluation import EvalPlan, evaluate, report_tables
     from detector.replay import write_simulation
 
-    plan = EvalPlan(homes=homes, days=days, seed=seed, tz=get_settings().tz)
+    plan = EvalPlan(homes=homes, days=days, seed=seed, tz=_settings().tz)
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task("simulating and detecting", total=homes)
         report = evaluate(
@@ -240,7 +324,7 @@ def replay(path: TextIO, output: TextIO) -> None:
     from detector.replay import replay as run_replay
     from detector.service import pattern_config, rule_config
 
-    settings = get_settings()
+    settings = _settings()
     _report(run_replay(path, output, rule_config(settings), pattern_config(settings)))
 
 
@@ -254,7 +338,7 @@ def score_series(path: TextIO, output: TextIO) -> None:
     from detector.replay import score_series as run_scoring
     from detector.service import pattern_config
 
-    _report(run_scoring(csv.reader(path), output, pattern_config(get_settings())))
+    _report(run_scoring(csv.reader(path), output, pattern_config(_settings())))
 
 
 def _report(counts: Counter[str]) -> None:
@@ -272,24 +356,71 @@ def registry() -> None:
 
 @registry.command("load")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def registry_load(path: Path) -> None:
-    """Validate a registry file (YAML, or CSV by its .csv name) whole, then write it in one transaction."""
-    from carebed.db import make_engine, make_sessionmaker, migrate
+@click.option(
+    "--passwords",
+    "passwords_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the broker passwords of devices new to the registry to this file (owner-only; it must not exist)"
+    " [default: DATA_DIR/device-passwords-TIME.csv].",
+)
+@data_dir_option
+def registry_load(path: Path, passwords_file: Path | None) -> None:
+    """Validate a registry file (YAML, or CSV by its .csv name) whole, then write it in one transaction.
+
+    Each device that logs in itself (not `via` a hub or ChirpStack) and has no broker password yet gets
+    one, written once to an owner-only CSV file; the broker accepts it at once.
+    """
+    from carebed.provisioning import grant_missing_passwords, password_file_path, write_password_file
     from carebed.registry import import_registry
+
+    registry_file = _read_registry(path)
+    settings = _settings()
+    sessions = _sessions(settings)
+    target = passwords_file or password_file_path(settings.data_dir)
+    granted: dict[str, tuple[str, str]] = {}
+
+    def load(session: Session) -> None:
+        nonlocal granted
+        count = import_registry(session, registry_file)
+        granted = grant_missing_passwords(session)
+        session.flush()
+        if granted:
+            write_password_file(target, granted)
+        click.echo(f"{count} homes imported from {path}")
+
+    _provision(load, "broker accounts updated", sessions=sessions)
+    if granted:
+        click.echo(
+            f"{len(granted)} new device passwords written to {target} (owner-only, shown nowhere else):"
+            " store each on its device, then delete the file"
+        )
+
+
+def _read_registry(path: Path) -> RegistryFile:
+    """The registry file validated whole, or every error in it by row and field, and exit 1."""
     from carebed.registry_files import RegistryFileError, parse_registry
 
     try:
-        registry_file = parse_registry(path.read_bytes(), path.name)
+        return parse_registry(path.read_bytes(), path.name)
     except RegistryFileError as exc:
         click.echo(f"{path}: nothing imported, the file has errors:", err=True)
         for error in exc.errors:
             click.echo(f"  row {error.row}, {error.field or 'file'}: {error.message}", err=True)
         sys.exit(1)
-    settings = get_settings()
-    migrate(settings.sqlalchemy_url)
-    with make_sessionmaker(make_engine(settings.sqlalchemy_url)).begin() as session:
-        count = import_registry(session, registry_file)
-    click.echo(f"{count} homes imported from {path}")
+
+
+@registry.command("export")
+@click.option(
+    "--output", "-o", type=click.File("w", encoding="utf-8"), default="-", help="YAML file [default: stdout]."
+)
+@data_dir_option
+def registry_export(output: TextIO) -> None:
+    """Write the whole registry as YAML that `carebed registry load` reads back (no passwords in it)."""
+    from carebed.registry import export_registry
+
+    with _sessions(_settings())() as session:
+        data = export_registry(session).model_dump(mode="json", exclude_defaults=True)
+    output.write(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
 
 
 @registry.command("generate")
@@ -316,19 +447,33 @@ def admin() -> None:
 @click.option("--role", type=click.Choice(["operator", "supervisor", "admin"]), default="admin", show_default=True)
 @click.option("--area", "areas", multiple=True, help="A street or community an operator watches (repeatable).")
 @click.password_option(help="Prompted for when not given; at least 10 characters.")
+@data_dir_option
 def admin_create(username: str, role: str, areas: tuple[str, ...], password: str) -> None:
     """Create a console user, or set the password, role and areas of an existing one."""
     from alerting.auth import Role, create_user
-    from carebed.db import make_engine, make_sessionmaker, migrate
 
-    settings = get_settings()
-    migrate(settings.sqlalchemy_url)
+    sessions = _sessions(_settings())
     try:
-        with make_sessionmaker(make_engine(settings.sqlalchemy_url)).begin() as session:
+        with sessions.begin() as session:
             create_user(session, username, password, Role(role), areas)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(f"user {username!r} ({role}) saved")
+
+
+@admin.command("list")
+@data_dir_option
+def admin_list() -> None:
+    """Console users: name, role, areas, created."""
+    from alerting.models import User
+
+    with _sessions(_settings())() as session:
+        users = session.scalars(select(User).order_by(User.username)).all()
+    if not users:
+        click.echo("no console users: create one with `carebed admin create NAME --role admin`", err=True)
+    for user in users:
+        areas = ",".join(user.areas) or "-"
+        click.echo(f"{user.username}\t{user.role}\t{areas}\t{user.created_at:%Y-%m-%d %H:%M}Z")
 
 
 @main.group()
@@ -342,23 +487,25 @@ def broker() -> None:
 
 
 @broker.command("sync")
+@data_dir_option
 def broker_sync() -> None:
     """Write the broker's password file and ACL from the registry and CAREBED_BROKER_PASSWORDS, then reload it."""
-    passwords = {user: pw.get_secret_value() for user, pw in get_settings().broker_passwords.items()}
+    passwords = {user: pw.get_secret_value() for user, pw in _settings().broker_passwords.items()}
     _provision(lambda session: None, f"broker accounts written ({len(passwords)} service passwords set)", passwords)
 
 
 def _provision(
-    change: Callable[[Session], str | None], message: str, service_passwords: dict[str, str] | None = None
+    change: Callable[[Session], str | None],
+    message: str,
+    service_passwords: dict[str, str] | None = None,
+    sessions: sessionmaker[Session] | None = None,
 ) -> None:
-    from carebed.db import make_engine, make_sessionmaker, migrate
     from carebed.provisioning import ProvisioningError, reload_broker, sync_broker_auth
 
-    settings = get_settings()
-    migrate(settings.sqlalchemy_url)
+    settings = _settings()
     folder = settings.data_dir / "mosquitto"
     try:
-        with make_sessionmaker(make_engine(settings.sqlalchemy_url)).begin() as session:
+        with (sessions or _sessions(settings)).begin() as session:
             password = change(session)
             session.flush()
             sync_broker_auth(session, folder, service_passwords)
@@ -375,15 +522,45 @@ def _provision(
 @click.option("--home", "home_id", required=True, help="Home the device belongs to.")
 @click.option("--kind", type=click.Choice([k.value for k in DeviceKind]), required=True)
 @click.option("--model", help="Vendor model, for the console.")
-def devices_add(device_id: str, home_id: str, kind: str, model: str | None) -> None:
+@click.option(
+    "--via",
+    metavar="HUB",
+    help="The zigbee2mqtt hub (a registered device of kind hub) the device speaks through, or 'chirpstack'"
+    " for a LoRaWAN device; such a device gets no password of its own (docs/integrators.md).",
+)
+@data_dir_option
+def devices_add(device_id: str, home_id: str, kind: str, model: str | None, via: str | None) -> None:
     """Register a device and give it a broker password; it may publish only under its own id."""
     from carebed.provisioning import add_device
 
-    _provision(lambda s: add_device(s, device_id, home_id, DeviceKind(kind), model), f"device {device_id} added")
+    suffix = f" (speaks through {via}; no password of its own)" if via else ""
+    _provision(
+        lambda s: add_device(s, device_id, home_id, DeviceKind(kind), model, via), f"device {device_id} added{suffix}"
+    )
+
+
+@devices.command("list")
+@click.option("--home", "home_id", help="Only this home's devices.")
+@data_dir_option
+def devices_list(home_id: str | None) -> None:
+    """Devices: id, home, kind, the hub or network server it speaks through, and whether it has a password."""
+    from carebed.registry import Device
+
+    query = select(Device).order_by(Device.home_id, Device.id)
+    if home_id is not None:
+        query = query.where(Device.home_id == home_id)
+    with _sessions(_settings())() as session:
+        rows = session.scalars(query).all()
+    if not rows:
+        click.echo("no devices" + (f" in home {home_id}" if home_id else ""), err=True)
+    for device in rows:
+        login = "password" if device.credential_hash else ("-" if device.via else "no password")
+        click.echo(f"{device.id}\t{device.home_id}\t{device.kind}\t{device.via or '-'}\t{login}")
 
 
 @devices.command("rotate")
 @click.argument("device_id")
+@data_dir_option
 def devices_rotate(device_id: str) -> None:
     """Give a device a new broker password; the old one stops working."""
     from carebed.provisioning import rotate_device
@@ -393,6 +570,7 @@ def devices_rotate(device_id: str) -> None:
 
 @devices.command("remove")
 @click.argument("device_id")
+@data_dir_option
 def devices_remove(device_id: str) -> None:
     """Remove a device from the registry and the broker's password file."""
     from carebed.provisioning import remove_device
@@ -403,8 +581,26 @@ def devices_remove(device_id: str) -> None:
     _provision(change, f"device {device_id} removed")
 
 
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@data_dir_option
+def db_upgrade() -> None:
+    """Bring the database (and the chart database) to this release's schema; nothing else migrates but `up`."""
+    from carebed.db import History, migrate
+
+    settings = _settings()
+    migrate(settings.sqlalchemy_url)
+    migrate(settings.charts_sqlalchemy_url, History.CHARTS)
+    click.echo(f"database schema is current ({make_url(settings.sqlalchemy_url).render_as_string()})")
+
+
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@data_dir_option
 def backup(file: Path) -> None:
     """Write the databases, the broker's accounts and the detector's checkpoints to FILE (mode 0600).
 
@@ -415,7 +611,7 @@ def backup(file: Path) -> None:
     from carebed.backup import backup as write_backup
 
     try:
-        manifest = write_backup(get_settings(), file)
+        manifest = write_backup(_settings(), file)
     except BackupError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"backup written to {file} (mode 0600): {summary(manifest)}")
@@ -423,6 +619,7 @@ def backup(file: Path) -> None:
 
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@data_dir_option
 def restore(file: Path) -> None:
     """Restore a backup into an empty data folder and empty databases (it never overwrites).
 
@@ -432,7 +629,7 @@ def restore(file: Path) -> None:
     from carebed.backup import restore as read_backup
 
     try:
-        manifest = read_backup(get_settings(), file)
+        manifest = read_backup(_settings(), file)
     except BackupError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"restored from {file} (carebed {manifest['carebed']}, {manifest['created_at']}): {summary(manifest)}")

@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -28,6 +30,7 @@ __all__ = [
     "make_engine",
     "make_sessionmaker",
     "migrate",
+    "require_current",
     "utc_now",
 ]
 
@@ -113,14 +116,40 @@ def make_sessionmaker(engine: Engine, charts: Engine | None = None) -> sessionma
     return sessionmaker(engine, binds={ChartBase: charts} if charts else None, expire_on_commit=False)
 
 
-def migrate(url: str, history: History = History.MAIN) -> None:
-    """Bring one schema to its newest revision (idempotent)."""
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+def _alembic_config(url: str, history: History) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("path_separator", "os")  # a folder may have a space in its name
     config.set_main_option("version_locations", str(MIGRATIONS / history.value))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     config.attributes["history"] = history
-    command.upgrade(config, "head")
+    return config
+
+
+def migrate(url: str, history: History = History.MAIN) -> None:
+    """Bring one schema to its newest revision (idempotent)."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    command.upgrade(_alembic_config(url, history), "head")
+
+
+class SchemaBehind(Exception):
+    """The database is missing or older than this release: only `carebed db upgrade` (or `carebed up`) migrates."""
+
+
+def require_current(url: str, history: History = History.MAIN) -> None:
+    """Raise SchemaBehind unless the schema is at its newest revision; creates nothing."""
+    location = url.removeprefix("sqlite:///")
+    if url.startswith("sqlite:///") and not Path(location).exists():
+        raise SchemaBehind(f"no database at {location}")
+    heads = set(ScriptDirectory.from_config(_alembic_config(url, history)).get_heads())
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"version_table": history.version_table})
+            current = set(context.get_current_heads())
+    finally:
+        engine.dispose()
+    if current != heads:
+        have = ", ".join(sorted(current)) or "none"
+        raise SchemaBehind(f"the database schema is at revision {have}, this release needs {', '.join(sorted(heads))}")

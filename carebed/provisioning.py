@@ -11,29 +11,36 @@ shut out at its next connection.
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
+import io
 import os
 import secrets
 import signal
 from collections.abc import Mapping
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from carebed.registry import Device, Home, device_credentials
-from carebed.schemas import DeviceKind
-from carebed.topics import EVENTS, PREFIX, READINGS
+from carebed.schemas import DeviceKind, utc_now
+from carebed.topics import CHIRPSTACK_UPLINKS, EVENTS, PREFIX, READINGS, Z2M_PREFIX
 
 # Mosquitto 2's own format: PBKDF2-HMAC-SHA512, "$7$iterations$salt$hash". Passwords are random
 # 32-byte tokens, so Mosquitto's default of 101 iterations costs nothing in strength and keeps a
 # reconnect storm of a whole city's devices cheap for the broker.
 _ITERATIONS = 101
+# `via` of a device whose uplinks a LoRaWAN network server relays (gateway.adapters.chirpstack.VIA).
+CHIRPSTACK = "chirpstack"
 SERVICES_FILE = "services.passwd"
 ACCOUNTS_FILE = "accounts.env"
 
 SERVICE_ACL: dict[str, tuple[tuple[str, str], ...]] = {
     "carebed-gateway": (
         ("read", f"{PREFIX}/devices/#"),
+        ("read", f"{Z2M_PREFIX}/#"),  # zigbee2mqtt hubs
+        ("read", CHIRPSTACK_UPLINKS),  # a LoRaWAN network server's uplinks
         ("write", READINGS),
         ("write", EVENTS),
         ("write", f"{PREFIX}/deadletter/#"),
@@ -51,9 +58,18 @@ SERVICE_ACL: dict[str, tuple[tuple[str, str], ...]] = {
         ("write", f"{PREFIX}/confirmations/#"),
     ),
     # Publishes for many simulated devices over one connection: for demos, tests and benchmarks only.
-    "carebed-simulator": (("write", f"{PREFIX}/devices/#"), ("read", f"{PREFIX}/confirmations/#")),
+    # In every format `carebed simulate --format` speaks (as the devices, their hubs, a network server).
+    "carebed-simulator": (
+        ("write", f"{PREFIX}/devices/#"),
+        ("write", f"{Z2M_PREFIX}/#"),
+        ("write", CHIRPSTACK_UPLINKS),
+        ("read", f"{PREFIX}/confirmations/#"),
+    ),
     # A LoRaWAN network server's MQTT integration (ChirpStack v4 uplinks).
-    "carebed-chirpstack": (("write", "application/+/device/+/event/+"),),
+    "carebed-chirpstack": (
+        ("write", "application/+/device/+/event/+"),
+        ("read", "application/+/device/+/command/+"),  # it subscribes for downlinks; nobody may write there
+    ),
     # Read-only view of everything, for integrators watching their data arrive and being judged.
     "carebed-observer": (("read", f"{PREFIX}/#"),),
 }
@@ -106,7 +122,8 @@ def acl_text() -> str:
     lines += [
         "# Every other user is a device or a hub: it may write only below its own id.",
         "pattern write carebed/v1/devices/%u/+",
-        "pattern write carebed/v1/z2m/%u/#",
+        # zigbee2mqtt subscribes to its whole base topic (for /set requests), so a hub also reads its branch.
+        f"pattern readwrite {Z2M_PREFIX}/%u/#",
         "pattern read carebed/v1/confirmations/%u",
         "",
     ]
@@ -151,8 +168,15 @@ def new_service_passwords(folder: Path) -> dict[str, str]:
     _write_private(
         folder / SERVICES_FILE, "".join(f"{user}:{hash_password(pw)}\n" for user, pw in sorted(passwords.items()))
     )
-    _write_private(folder / ACCOUNTS_FILE, "".join(f"{user}={pw}\n" for user, pw in sorted(passwords.items())))
+    _write_private(
+        folder / ACCOUNTS_FILE, "".join(f"{account_variable(u)}={pw}\n" for u, pw in sorted(passwords.items()))
+    )
     return passwords
+
+
+def account_variable(account: str) -> str:
+    """`carebed-chirpstack` -> `CAREBED_CHIRPSTACK_PASSWORD`: a name a shell can `source`."""
+    return f"{account.upper().replace('-', '_')}_PASSWORD"
 
 
 def sync_broker_auth(session: Session, folder: Path, service_passwords: Mapping[str, str] | None = None) -> int:
@@ -178,17 +202,48 @@ def sync_broker_auth(session: Session, folder: Path, service_passwords: Mapping[
     return len(devices)
 
 
-def add_device(session: Session, device_id: str, home_id: str, kind: DeviceKind, model: str | None) -> str:
-    """Register a device with a new broker password; returns the password, shown once and never stored."""
+def add_device(
+    session: Session, device_id: str, home_id: str, kind: DeviceKind, model: str | None, via: str | None = None
+) -> str | None:
+    """Register a device; returns its new broker password (shown once, never stored), or None for a device
+    that speaks through a zigbee2mqtt hub or ChirpStack (`via`) and never logs in itself."""
     if session.get(Home, home_id) is None:
         raise ProvisioningError(f"no home {home_id!r} in the registry")
     if session.get(Device, device_id) is not None:
         raise ProvisioningError(f"device {device_id!r} exists; rotate its password instead")
-    password = new_password()
+    if via is not None and via != CHIRPSTACK:
+        hub = session.get(Device, via)
+        if hub is None or hub.kind != DeviceKind.HUB:
+            raise ProvisioningError(
+                f"no hub {via!r} in the registry: add it first (--kind hub), or use --via {CHIRPSTACK}"
+            )
+    password = None if via is not None else new_password()
     session.add(
-        Device(id=device_id, home_id=home_id, kind=kind.value, model=model, credential_hash=hash_password(password))
+        Device(
+            id=device_id,
+            home_id=home_id,
+            kind=kind.value,
+            model=model,
+            via=via,
+            credential_hash=hash_password(password) if password else None,
+        )
     )
     return password
+
+
+def grant_missing_passwords(session: Session) -> dict[str, tuple[str, str]]:
+    """A broker password for every device that logs in itself (not via a hub or ChirpStack) and has none yet.
+
+    Returns {device id: (home id, password)}; the passwords are not stored, only their hashes.
+    """
+    granted = {}
+    for device in session.scalars(
+        select(Device).where(Device.credential_hash.is_(None), Device.via.is_(None)).order_by(Device.id)
+    ):
+        password = new_password()
+        device.credential_hash = hash_password(password)
+        granted[device.id] = (device.home_id, password)
+    return granted
 
 
 def rotate_device(session: Session, device_id: str) -> str:
@@ -207,3 +262,25 @@ def _existing(session: Session, device_id: str) -> Device:
     if device is None:
         raise ProvisioningError(f"no device {device_id!r} in the registry")
     return device
+
+
+def password_file_path(data_dir: Path) -> Path:
+    return data_dir / f"device-passwords-{utc_now():%Y%m%dT%H%M%SZ}.csv"
+
+
+def write_password_file(path: Path, granted: Mapping[str, tuple[str, str]]) -> None:
+    """New device passwords as an owner-only CSV (device_id, home_id, mqtt_password), written once.
+
+    An existing file is refused, never overwritten or widened: it may hold passwords not yet handed out.
+    """
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["device_id", "home_id", "mqtt_password"])
+    writer.writerows([device_id, home_id, password] for device_id, (home_id, password) in granted.items())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ProvisioningError(f"{path} exists: give another file with --passwords") from None
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text.getvalue())

@@ -26,10 +26,12 @@ QUIET_HOURS = r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$"
 def _e164(value: str) -> str:
     try:
         number = phonenumbers.parse(value, None)
-    except phonenumbers.NumberParseException as exc:
-        raise ValueError(f"not an international phone number: {exc}") from None
+    except phonenumbers.NumberParseException:
+        raise ValueError(
+            "not an international phone number: write + and the country code first (E.164), e.g. +8613912345678"
+        ) from None
     if not phonenumbers.is_valid_number(number):
-        raise ValueError("not a valid phone number")
+        raise ValueError(f"not a valid phone number for country code +{number.country_code}")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -211,3 +213,15 @@ def device_directory(session: Session) -> dict[str, DeviceEntry]:
     """Every registered device, for the gateway's authentication of messages."""
     rows = session.execute(select(Device.id, Device.home_id, Device.kind, Device.via))
     return {device_id: DeviceEntry(home_id, DeviceKind(kind), via) for device_id, home_id, kind, via in rows}
+
+
+def export_registry(session: Session) -> RegistryFile:
+    """The whole registry as a file `carebed registry load` reads back unchanged (credentials stay out)."""
+    homes = session.scalars(
+        select(Home)
+        .order_by(Home.id)
+        .options(selectinload(Home.residents), selectinload(Home.devices), selectinload(Home.responders))
+    ).all()
+    for home in homes:
+        home.devices.sort(key=lambda device: device.id)
+    return RegistryFile.model_validate({"homes": homes}, from_attributes=True)

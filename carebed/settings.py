@@ -6,13 +6,23 @@ a usable default, so a deployment that forgets one fails loudly or runs dry.
 
 from __future__ import annotations
 
+import difflib
+import re
+from collections.abc import Collection, Mapping
 from functools import lru_cache
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+# Exit code of a process that stopped on a configuration error (EX_CONFIG of sysexits.h):
+# restarting it cannot help, so `carebed up` does not.
+CONFIG_ERROR_EXIT = 78
+# CAREBED_* names that are not settings of carebed itself: read by the test suite.
+TOOL_VARIABLES = frozenset({"CAREBED_SCREENSHOTS"})
 
 
 class Settings(BaseSettings):
@@ -156,7 +166,23 @@ class Settings(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        ZoneInfo(value)
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Asia/Shanghai") from None
+        return value
+
+    @field_validator("database_url", "charts_database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if value:
+            try:
+                make_url(value).get_dialect()
+            except (ArgumentError, NoSuchModuleError, ValueError):
+                raise ValueError(
+                    "not a database URL carebed can use; e.g. postgresql+psycopg://carebed@localhost/carebed"
+                    " or sqlite:////srv/carebed/carebed.db"
+                ) from None
         return value
 
     @property
@@ -189,3 +215,57 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+class ConfigurationError(ValueError):
+    """A setting is wrong; the message says which and how to fix it, in one line."""
+
+
+def setting_names() -> dict[str, str]:
+    """Every environment name a setting is read from, and the field it sets."""
+    names = {}
+    for field_name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else [f"CAREBED_{field_name.upper()}"]
+        names.update({str(choice): field_name for choice in choices})
+    return names
+
+
+def check_environment(environ: Mapping[str, str], also_valid: Collection[str] = ()) -> None:
+    """Refuse an unknown CAREBED_* name (a typo would otherwise be silently ignored), naming the closest."""
+    valid = [name for name in setting_names() if name.startswith("CAREBED_")] + list(also_valid)
+    for name in sorted(environ):
+        if name.startswith("CAREBED_") and name not in valid and name not in TOOL_VARIABLES:
+            close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else "see docs/operations.md for the settings"
+            raise ConfigurationError(f"unknown setting {name} in the environment: {hint}")
+
+
+def load_settings(environ: Mapping[str, str], also_valid: Collection[str] = (), **overrides: object) -> Settings:
+    """The settings, or one ConfigurationError line naming the variable at fault and what it should be."""
+    check_environment(environ, also_valid)
+    try:
+        base = get_settings()
+        if not overrides:
+            return base
+        values = {name: getattr(base, name) for name in Settings.model_fields}
+        return Settings.model_validate({**values, **overrides})
+    except ValidationError as exc:
+        raise ConfigurationError(_describe(exc, set(overrides))) from None
+    except SettingsError as exc:  # a value that should be JSON (a list, a mapping) and is not
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"CAREBED_{field.group(1).upper()}" if field else "a CAREBED_* variable"
+        raise ConfigurationError(f"{name}: not valid JSON; fix or unset it") from None
+
+
+def _describe(exc: ValidationError, overridden: set[str]) -> str:
+    error = exc.errors()[0]
+    field = str(error["loc"][0]) if error["loc"] else ""
+    by_field = {f: name for name, f in reversed(setting_names().items())}
+    source = f"--{field.replace('_', '-')}" if field in overridden else by_field.get(field, field)
+    reason = str(error["msg"]).removeprefix("Value error, ")
+    info = Settings.model_fields.get(field)
+    secret = info is not None and ("SecretStr" in str(info.annotation) or field.endswith("database_url"))
+    shown = "" if secret or "input" not in error else f"={error['input']!r}"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{source}{shown}: {reason}; fix or unset it{more}"

@@ -13,18 +13,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.auth import Role, create_user
-from alerting.models import Notification, NotificationStatus
+from alerting.models import Notification, NotificationStatus, User
 from carebed.broker import Mosquitto, free_port, wait_for_port
 from carebed.db import make_engine, make_sessionmaker, migrate
-from carebed.provisioning import new_service_passwords, service_account, sync_broker_auth
+from carebed.provisioning import (
+    grant_missing_passwords,
+    new_service_passwords,
+    password_file_path,
+    service_account,
+    sync_broker_auth,
+    write_password_file,
+)
 from carebed.registry import RegistryFile, import_registry
-from carebed.settings import Settings
+from carebed.settings import CONFIG_ERROR_EXIT, ConfigurationError, Settings
 
 RESTART_BACKOFF_S = 2.0
+START_TIMEOUT_S = 60.0  # for the console to listen; a loaded two-core machine has taken over 30 s
+
+
+class StartupError(RuntimeError):
+    """A service did not start, for another reason than its configuration; the message says which and where."""
+
+
 # Each service process and the command that starts it. Both lanes on the SOS path (the gateway's
 # events, the detector's alarms) run in processes of their own, beside the bulk work.
 SERVICES: dict[str, tuple[str, ...]] = {
@@ -73,6 +87,11 @@ class Child:
                 stderr=log,
             )
 
+    def last_words(self) -> str:
+        """The last line the process wrote: a service that stops on a configuration error says why there."""
+        lines = [line for line in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines() if line]
+        return lines[-1] if lines else "(nothing logged)"
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -89,6 +108,7 @@ class Stack:
     registry: RegistryFile | None
     simulate: list[str] | None
     console: Console = field(default_factory=Console)
+    speed: float = 1.0  # of the simulated homes: at 1 their clock is the wall clock, the one clock of the demo
 
     def run(self, stopping: threading.Event) -> None:
         data = self.settings.data_dir.resolve()
@@ -98,9 +118,15 @@ class Stack:
         engine = make_engine(self.settings.sqlalchemy_url)
         sessions = make_sessionmaker(engine)
         demo_password = None
+        passwords_file = password_file_path(data)
+        granted: dict[str, tuple[str, str]] = {}
         with sessions.begin() as session:
             if self.registry is not None:
                 import_registry(session, self.registry)
+                if self.simulate is None:  # simulated devices publish through the simulator's account
+                    granted = grant_missing_passwords(session)
+                    if granted:
+                        write_password_file(passwords_file, granted)
             if self.simulate is not None:
                 demo_password = secrets.token_urlsafe(12)
                 create_user(session, "demo", demo_password, Role.SUPERVISOR)
@@ -116,10 +142,11 @@ class Stack:
             "CAREBED_SESSION_SECRET": os.environ.get("CAREBED_SESSION_SECRET", secrets.token_urlsafe(32)),
         }
         if self.simulate is not None:
-            # Simulated time restarts at the wall clock and runs ahead of it.
-            env["CAREBED_GATEWAY_MAX_FUTURE_SKEW_S"] = "null"
-            env["CAREBED_GATEWAY_DEVICE_RATE_PER_S"] = "null"  # a simulated minute lasts a second
             (data / "detector" / "state.pickle").unlink(missing_ok=True)
+            if self.speed > 1:
+                # Accelerated simulated time restarts at the wall clock and runs ahead of it.
+                env["CAREBED_GATEWAY_MAX_FUTURE_SKEW_S"] = "null"
+                env["CAREBED_GATEWAY_DEVICE_RATE_PER_S"] = "null"  # a simulated minute lasts under a second
         logs = data / "logs"
         env["CAREBED_LOG_DIR"] = str(logs)  # {service}.log, rotated; a child's .out file gets only what a crash prints
         services = [(name, list(args)) for name, args in SERVICES.items()]
@@ -135,8 +162,12 @@ class Stack:
         try:
             for child in children:
                 child.start()
-            wait_for_port(self.settings.http_port, 30, children[0].process)
+            self._wait_until_serving(children[0])
             self._announce(broker.port, demo_password, logs, children)
+            if granted:
+                self.console.print(f"  {len(granted)} new device passwords written to {passwords_file} (owner-only)")
+            if demo_password is None:
+                self._first_user_hint(sessions)
             self._supervise(broker, children, sessions, stopping)
         finally:
             for child in reversed(children):
@@ -160,6 +191,26 @@ class Stack:
             f"service logs in {logs}; Ctrl-C stops everything"
         )
 
+    def _wait_until_serving(self, alerting: Child) -> None:
+        """The console answers, or one line on why not: a configuration error stops here, not in a restart loop."""
+        try:
+            wait_for_port(self.settings.http_port, START_TIMEOUT_S, alerting.process)
+        except RuntimeError:
+            assert alerting.process is not None
+            failed = ConfigurationError if alerting.process.returncode == CONFIG_ERROR_EXIT else StartupError
+            raise failed(f"{alerting.name} did not start: {alerting.last_words()} (log: {alerting.log_path})") from None
+        except TimeoutError as exc:
+            raise StartupError(f"{alerting.name}: {exc} (log: {alerting.log_path})") from None
+
+    def _first_user_hint(self, sessions: sessionmaker[Session]) -> None:
+        with sessions() as session:
+            if session.scalar(select(func.count()).select_from(User)):
+                return
+        self.console.print(
+            "  no console user yet: create the first with "
+            f"[bold]carebed admin create NAME --role admin --data-dir {self.settings.data_dir}[/]"
+        )
+
     def _supervise(
         self, broker: Mosquitto, children: list[Child], sessions: sessionmaker[Session], stopping: threading.Event
     ) -> None:
@@ -171,6 +222,8 @@ class Stack:
                 code = child.process.poll()
                 if code is None or (child.name == "simulator" and code == 0):
                     continue
+                if code == CONFIG_ERROR_EXIT:  # restarting cannot mend a configuration error
+                    raise ConfigurationError(f"{child.name} stopped: {child.last_words()} (log: {child.log_path})")
                 self.console.print(f"[red]{child.name} exited with {code}; restarting[/] (log: {child.log_path})")
                 time.sleep(RESTART_BACKOFF_S)
                 child.start()

@@ -33,6 +33,9 @@ DEAD_LETTER_SUBSCRIPTION = f"{PREFIX}/deadletter/#"
 # The alerting service confirms each SOS and fall once its alert is committed, on a topic of the
 # device's own; the device publishes the event again until then (docs/architecture.md, "Delivery").
 CONFIRMATION_SUBSCRIPTION = f"{PREFIX}/confirmations/+"
+# Vendor trees: zigbee2mqtt hubs publish below their own id; ChirpStack v4 uplinks by application and DevEUI.
+Z2M_PREFIX = f"{PREFIX}/z2m"
+CHIRPSTACK_UPLINKS = "application/+/device/+/event/up"
 
 
 def device(device_id: str, channel: DeviceChannel) -> str:

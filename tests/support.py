@@ -235,31 +235,38 @@ def make_certificates(certs: Path) -> Path:
     return certs
 
 
-class DemoStack:
-    """`carebed up --demo` as a user runs it, its output read line by line."""
+class CarebedUp:
+    """`carebed up` as a user runs it, in a process of its own; what it prints is read on a thread."""
 
-    def __init__(self, port: int, data_dir: Path) -> None:
+    def __init__(self, *args: str) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CAREBED_", "TWILIO_"))}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "carebed", "up", "--demo", "--port", str(port), "--data-dir", str(data_dir)],
+            [sys.executable, "-m", "carebed", "up", *args],
             env={**env, "COLUMNS": "250"},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        self._lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(
-            target=lambda: [self._lines.put(line) for line in self.process.stdout or []], daemon=True
-        ).start()
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
 
-    def printed(self, pattern: str) -> tuple[int, re.Match[str]] | None:
+    def _read(self) -> None:
+        for line in self.process.stdout or []:
+            self._queue.put(line)
+
+    def printed(self, pattern: str) -> re.Match[str] | None:
+        """The first line printed so far that matches, or None."""
+        found = self.printed_at(pattern)
+        return found[1] if found else None
+
+    def printed_at(self, pattern: str) -> tuple[int, re.Match[str]] | None:
         """The number of the first line printed so far that matches, and the match."""
-        while not self._lines.empty():
-            self.seen.append(self._lines.get())
-        return next(((n, m) for n, line in enumerate(self.seen) if (m := re.search(pattern, line))), None)
+        while not self._queue.empty():
+            self.lines.append(self._queue.get())
+        return next(((n, m) for n, line in enumerate(self.lines) if (m := re.search(pattern, line))), None)
 
-    def stop(self) -> None:
-        """Ctrl-C, as a user stops it: everything shuts down cleanly."""
+    def stop(self) -> int:
+        """Ctrl-C, as a user stops it; its exit code."""
         self.process.send_signal(signal.SIGINT)
-        assert self.process.wait(timeout=60) == 0, self.seen
+        return self.process.wait(timeout=60)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import subprocess
 import sys
@@ -148,14 +149,24 @@ def test_adding_to_a_missing_home_is_refused(secure: SecureStack) -> None:
 def test_a_zigbee_hub_speaks_only_below_its_own_branch(secure: SecureStack, registry: RegistryFile) -> None:
     home = registry.homes[0].id
     password = secure.new_password("devices", "add", "hub-7", "--home", home, "--kind", "hub")
+    other = secure.new_password("devices", "add", "hub-8", "--home", home, "--kind", "hub")
     hub = secure.client("hub-7", password)
+    heard: queue.Queue[str] = queue.Queue()
+    hub.subscribe("carebed/v1/z2m/#", lambda message: heard.put(message.topic) or [])  # as zigbee2mqtt does
+    neighbour = secure.client("hub-8", other)
     hub.start()
+    neighbour.start()
     try:
         state = Outbound("carebed/v1/z2m/hub-7/kitchen-leak", b'{"water_leak": true}')
         assert hub.publish_confirmed(state) is True
+        assert neighbour.publish_confirmed(Outbound("carebed/v1/z2m/hub-8/kitchen-leak", b"{}")) is True
         assert hub.publish_confirmed(Outbound("carebed/v1/z2m/hub-8/kitchen-leak", b"{}")) is False
         assert hub.publish_confirmed(sos(wearable(registry, 0))) is False
+        assert hub.publish_confirmed(Outbound("carebed/v1/z2m/hub-7/bridge/state", b"online")) is True
+        # It reads its own branch (zigbee2mqtt subscribes to its base topic) and nobody else's.
+        assert [heard.get(timeout=10), heard.get(timeout=10)] == [state.topic, "carebed/v1/z2m/hub-7/bridge/state"]
     finally:
+        neighbour.stop()
         hub.stop()
 
 

@@ -41,6 +41,21 @@ def test_a_bad_phone_number_is_rejected_naming_the_field(phone: str) -> None:
     assert "homes.0.responders.0.phone" in str(error.value).replace("\n", " ").replace(" ", ".")
 
 
+@pytest.mark.parametrize(
+    ("phone", "says"),
+    [
+        ("13800138000", "not an international phone number: write + and the country code first (E.164)"),
+        ("call me", "not an international phone number: write + and the country code first (E.164)"),
+        ("+86123", "not a valid phone number for country code +86"),
+    ],
+)
+def test_a_bad_phone_number_is_explained_in_plain_words(phone: str, says: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        RegistryFile.model_validate({"homes": [home(phone=phone)]})
+    message = error.value.errors()[0]["msg"]
+    assert says in message and "default region" not in message and "(0)" not in message
+
+
 def test_a_device_in_two_homes_is_rejected() -> None:
     second = {**home(), "id": "h2"}
     with pytest.raises(ValidationError, match="device id 'd1'"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from datetime import datetime
 
+from carebed import topics
 from carebed.schemas import RejectReason
 from carebed.topics import DeviceChannel
 from gateway.adapters import Rejected, Translation, parse_json_object
@@ -25,7 +26,7 @@ class ChirpStackAdapter:
     """Drops a repeated `deduplicationId` (ChirpStack may publish an uplink again) and counts frame-counter gaps."""
 
     name = "chirpstack"
-    subscriptions: tuple[str, ...] = ("application/+/device/+/event/up",)
+    subscriptions: tuple[str, ...] = (topics.CHIRPSTACK_UPLINKS,)
 
     def __init__(self) -> None:
         self._seen: OrderedDict[str, None] = OrderedDict()

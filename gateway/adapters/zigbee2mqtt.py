@@ -17,7 +17,7 @@ from carebed.schemas import RejectReason
 from carebed.topics import DeviceChannel
 from gateway.adapters import Rejected, Translation, parse_json_object
 
-PREFIX = f"{topics.PREFIX}/z2m"
+PREFIX = topics.Z2M_PREFIX
 
 # zigbee2mqtt exposes → native carebed fields
 _STATE_FIELDS = {
