@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from carebed.registry import Device, Home, device_credentials
 from carebed.schemas import DeviceKind
-from carebed.topics import EVENTS, PREFIX, READINGS
+from carebed.topics import EVENTS, HEALTH_SUBSCRIPTION, PREFIX, READINGS, health
 
 # Mosquitto 2's own format: PBKDF2-HMAC-SHA512, "$7$iterations$salt$hash". Passwords are random
 # 32-byte tokens, so Mosquitto's default of 101 iterations costs nothing in strength and keeps a
@@ -37,17 +37,22 @@ SERVICE_ACL: dict[str, tuple[tuple[str, str], ...]] = {
         ("write", READINGS),
         ("write", EVENTS),
         ("write", f"{PREFIX}/deadletter/#"),
+        ("write", health("gateway")),
+        ("write", health("gateway-events")),
     ),
     "carebed-detector": (
         ("read", READINGS),
         ("read", EVENTS),
         ("read", f"{PREFIX}/internal/feedback/#"),
         ("write", f"{PREFIX}/internal/findings/#"),
+        ("write", health("detector")),
+        ("write", health("alarms")),
     ),
     "carebed-alerting": (
         ("read", f"{PREFIX}/internal/findings/#"),
         ("read", READINGS),
         ("write", f"{PREFIX}/internal/feedback/#"),
+        ("read", HEALTH_SUBSCRIPTION),
     ),
     # Publishes for many simulated devices over one connection: for demos, tests and benchmarks only.
     "carebed-simulator": (("write", f"{PREFIX}/devices/#"),),

@@ -30,6 +30,7 @@ EVENTS = f"{PREFIX}/internal/events"
 FINDINGS_SUBSCRIPTION = f"{PREFIX}/internal/findings/+"
 FEEDBACK_SUBSCRIPTION = f"{PREFIX}/internal/feedback/+"
 DEAD_LETTER_SUBSCRIPTION = f"{PREFIX}/deadletter/#"
+HEALTH_SUBSCRIPTION = f"{PREFIX}/internal/health/+"
 
 
 def device(device_id: str, channel: DeviceChannel) -> str:
@@ -57,3 +58,8 @@ def feedback(home_id: str) -> str:
 
 def dead_letter(reason: str) -> str:
     return f"{PREFIX}/deadletter/{reason}"
+
+
+def health(process: str) -> str:
+    """Each process's retained lane report (carebed/health.py)."""
+    return f"{PREFIX}/internal/health/{process}"
