@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.middleware.sessions import SessionMiddleware
 
 from alerting import api, console, console_api, webhooks
+from alerting.auth import SESSION_TTL, session_secret
 from alerting.health import LastAlertCollector
 from alerting.metrics import OpenAlertsCollector
 from alerting.state import AppState
@@ -58,15 +59,14 @@ def create_app(settings: Settings) -> FastAPI:
         charts.dispose()
         engine.dispose()
 
-    secret = settings.session_secret.get_secret_value() if settings.session_secret else secrets.token_urlsafe(32)
     app = FastAPI(title="carebed alerting", version="1", lifespan=lifespan)
     app.add_middleware(
         SessionMiddleware,
-        secret_key=secret,
+        secret_key=session_secret(settings),
         session_cookie="carebed_session",
         same_site="strict",
         https_only=settings.secure_cookies,
-        max_age=12 * 3600,
+        max_age=int(SESSION_TTL.total_seconds()),
     )
     app.include_router(api.router)
     app.include_router(console_api.router)

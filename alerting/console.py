@@ -9,7 +9,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from alerting.auth import authenticate, session_user, start_session
+from alerting.auth import LoginOutcome, attempt_login, end_session, session_user, start_session
 from alerting.state import AppState
 
 router = APIRouter()
@@ -42,16 +42,21 @@ def login_page(request: Request) -> Response:
 @router.post("/login")
 def login(request: Request, username: Annotated[str, Form()], password: Annotated[str, Form()]) -> Response:
     state: AppState = request.app.state.carebed
-    with state.sessions.begin() as session:
-        user = authenticate(session, username, password)
+    address = request.client.host if request.client else "unknown"
+    with state.sessions() as session:
+        outcome, user = attempt_login(session, state.settings, username, password, address)
         if user is not None:
-            start_session(request, user)
+            start_session(request, session, user)
+            session.commit()
+    if outcome is LoginOutcome.LOCKED:
+        return templates.TemplateResponse(request, "login.html", {"error": "locked"}, status_code=429)
     if user is None:
-        return templates.TemplateResponse(request, "login.html", {"error": True}, status_code=401)
+        return templates.TemplateResponse(request, "login.html", {"error": "wrong"}, status_code=401)
     return RedirectResponse("/", status_code=303)
 
 
 @router.post("/logout")
 def logout(request: Request) -> Response:
-    request.session.clear()
+    """The session ends on the server: a copy of the cookie kept elsewhere no longer works."""
+    end_session(request)
     return RedirectResponse("/login", status_code=303)

@@ -1,0 +1,116 @@
+"""Console sessions and exposure, tried as an attacker would, against the real alerting process."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from alerting.auth import Role, create_user
+from alerting.models import AuditEntry, ConsoleSession
+from carebed.db import make_engine, make_sessionmaker
+from carebed.registry import RegistryFile
+from carebed.settings import Settings
+from tests.conftest import OPERATOR, alerting_url, login
+from tests.support import ServiceProcess, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def start_alerting(services: dict[str, ServiceProcess], settings: Settings, **env: str) -> ServiceProcess:
+    alerting = services["alerting"]
+    alerting.env.update(env)
+    alerting.start()
+    wait_for(lambda: _answers(settings), 30, "the alerting service to answer")
+    return alerting
+
+
+def _answers(settings: Settings) -> bool:
+    try:
+        httpx.get(f"{alerting_url(settings)}/login", timeout=1)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+def sign_in(settings: Settings, username: str, password: str) -> int:
+    answer = httpx.post(f"{alerting_url(settings)}/login", data={"username": username, "password": password})
+    return answer.status_code
+
+
+def lockouts(database: str) -> list[AuditEntry]:
+    engine = make_engine(database)
+    try:
+        with make_sessionmaker(engine)() as session:
+            return list(session.scalars(select(AuditEntry).where(AuditEntry.action == "login_locked")))
+    finally:
+        engine.dispose()
+
+
+def test_wrong_passwords_lock_the_account_then_the_lock_ends(
+    settings: Settings, database: str, services: dict[str, ServiceProcess]
+) -> None:
+    """The issue's attack: many wrong passwords, then the right one. Five wrong ones lock the account,
+    the right password included, and leave an audit entry; the lock ends after its time."""
+    start_alerting(services, settings, CAREBED_LOGIN_LOCKOUT_S="3")
+    username, password = OPERATOR
+    assert [sign_in(settings, username, f"wrong-{i}-password") for i in range(5)] == [401] * 5
+    assert sign_in(settings, username, password) == 429
+    [entry] = lockouts(database)
+    assert entry.actor == username and entry.source == "console"
+    assert entry.detail["scope"] == "account" and entry.detail["address"] == "127.0.0.1"
+    wait_for(lambda: sign_in(settings, username, password) == 303, 15, "the lock to end")
+
+
+def test_wrong_passwords_from_one_address_lock_that_address(
+    settings: Settings, database: str, services: dict[str, ServiceProcess]
+) -> None:
+    """Guessing across many accounts from one address locks the address, even for a right password."""
+    start_alerting(services, settings, CAREBED_LOGIN_MAX_FAILURES_PER_ADDRESS="8")
+    assert {sign_in(settings, f"user{i}", "not-the-password") for i in range(8)} == {401}
+    assert sign_in(settings, *OPERATOR) == 429
+    assert [entry.detail["scope"] for entry in lockouts(database)] == ["address"]
+
+
+def test_logout_ends_the_session_for_every_copy_of_the_cookie(
+    settings: Settings, database: str, services: dict[str, ServiceProcess]
+) -> None:
+    start_alerting(services, settings)
+    api = login(alerting_url(settings))
+    saved = dict(api.cookies)
+    assert api.get("/api/v1/me").status_code == 200
+    assert api.post("/logout").status_code == 303
+    replay = httpx.Client(base_url=alerting_url(settings), cookies=saved)
+    assert replay.get("/api/v1/me").status_code == 401
+    assert replay.get("/", follow_redirects=False).headers["location"] == "/login"
+
+
+def test_a_new_password_ends_the_users_sessions(
+    settings: Settings, database: str, registry: RegistryFile, services: dict[str, ServiceProcess]
+) -> None:
+    start_alerting(services, settings)
+    api = login(alerting_url(settings))
+    assert api.get("/api/v1/me").status_code == 200
+    engine = make_engine(database)
+    with make_sessionmaker(engine).begin() as session:
+        # As `carebed admin create` does for an existing user.
+        create_user(session, OPERATOR[0], "a brand new passphrase", Role.OPERATOR, [registry.homes[0].street])
+    with make_sessionmaker(engine)() as session:
+        assert session.scalars(select(ConsoleSession)).all() == []
+    engine.dispose()
+    assert api.get("/api/v1/me").status_code == 401
+    assert login(alerting_url(settings), OPERATOR[0], "a brand new passphrase").get("/api/v1/me").status_code == 200
+
+
+def test_the_session_secret_is_kept_across_restarts(
+    settings: Settings, database: str, services: dict[str, ServiceProcess]
+) -> None:
+    """Without CAREBED_SESSION_SECRET a key is made once, 0600 in the data folder: a restart signs no one out."""
+    alerting = services["alerting"]
+    del alerting.env["CAREBED_SESSION_SECRET"]
+    start_alerting(services, settings)
+    api = login(alerting_url(settings))
+    alerting.stop()
+    start_alerting(services, settings)
+    assert api.get("/api/v1/me").status_code == 200
+    assert (settings.data_dir / "session.secret").stat().st_mode & 0o777 == 0o600
