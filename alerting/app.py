@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,6 +12,7 @@ from fastapi.responses import PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alerting import api, console, console_api, webhooks
 from alerting.auth import SESSION_TTL, session_secret
@@ -59,7 +58,12 @@ def create_app(settings: Settings) -> FastAPI:
         charts.dispose()
         engine.dispose()
 
-    app = FastAPI(title="carebed alerting", version="1", lifespan=lifespan)
+    # No Swagger UI: it loads its scripts from a CDN that mainland China often cannot reach. /docs
+    # lists the operations and links the OpenAPI document, both behind login (alerting/console.py).
+    app = FastAPI(
+        title="carebed alerting", version="1", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.add_middleware(SecurityHeaders, hsts=settings.secure_cookies)
     app.add_middleware(
         SessionMiddleware,
         secret_key=session_secret(settings),
@@ -77,17 +81,46 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def metrics(request: Request) -> Response:
-    """Prometheus metrics: from loopback, or with the bearer token of CAREBED_METRICS_TOKEN from anywhere.
+# Scripts, styles, images and connections from this origin only; no framing; forms post only here.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self';"
+    " object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
-    They name no person, but tell an outsider how many alerts are open and how the service fares.
-    """
+
+class SecurityHeaders:
+    """On every response: CSP, no framing, no MIME sniffing, no referrer; HSTS behind HTTPS."""
+
+    def __init__(self, app: ASGIApp, hsts: bool) -> None:
+        self.app = app
+        self.headers = [
+            (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+            (b"x-frame-options", b"DENY"),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+        ]
+        if hsts:
+            self.headers.append((b"strict-transport-security", b"max-age=31536000"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *self.headers]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def metrics(request: Request) -> Response:
+    """Prometheus metrics, behind the same rule as every service's metrics port (service.metrics_allowed)."""
     settings: Settings = request.app.state.carebed.settings
-    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
-    given = request.headers.get("Authorization", "")
-    loopback = request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
-    if not loopback and not (token and secrets.compare_digest(given.encode(), f"Bearer {token}".encode())):
-        return PlainTextResponse("metrics are served to loopback or with the metrics bearer token\n", 403)
+    address = request.client.host if request.client else ""
+    if not service.metrics_allowed(address, request.headers.get("Authorization", ""), settings.metrics_token):
+        return PlainTextResponse(service.METRICS_REFUSED, 403)
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from alerting.auth import LoginOutcome, attempt_login, end_session, session_user, start_session
+from alerting.auth import CurrentUser, LoginOutcome, attempt_login, end_session, session_user, start_session
 from alerting.state import AppState
 
 router = APIRouter()
@@ -32,6 +32,26 @@ def console_page(request: Request) -> Response:
             "timezone": state.settings.timezone,
         },
     )
+
+
+@router.get("/openapi.json", include_in_schema=False)
+def openapi(request: Request, user: CurrentUser) -> JSONResponse:
+    """The REST API's OpenAPI document, for signed-in users: it maps every operation an intruder could try."""
+    return JSONResponse(request.app.openapi())
+
+
+@router.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+def docs(request: Request) -> Response:
+    """The operations of the REST API, each with its summary, and the OpenAPI document to load into a client."""
+    if session_user(request) is None:
+        return RedirectResponse("/login", status_code=303)
+    paths: dict[str, dict[str, dict[str, str]]] = request.app.openapi()["paths"]
+    operations = [
+        (method.upper(), path, operation.get("summary", ""))
+        for path, item in paths.items()
+        for method, operation in item.items()
+    ]
+    return templates.TemplateResponse(request, "docs.html", {"operations": operations})
 
 
 @router.get("/login", response_class=HTMLResponse)

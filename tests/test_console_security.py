@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from alerting.auth import Role, create_user
 from alerting.models import AuditEntry, ConsoleSession
 from carebed.db import make_engine, make_sessionmaker
 from carebed.registry import RegistryFile
+from carebed.service import metrics_allowed
 from carebed.settings import Settings
 from tests.conftest import OPERATOR, alerting_url, login
 from tests.support import ServiceProcess, wait_for
@@ -114,3 +118,92 @@ def test_the_session_secret_is_kept_across_restarts(
     start_alerting(services, settings)
     assert api.get("/api/v1/me").status_code == 200
     assert (settings.data_dir / "session.secret").stat().st_mode & 0o777 == 0o600
+
+
+SECURITY_HEADERS = ("content-security-policy", "x-frame-options", "x-content-type-options", "referrer-policy")
+
+
+def test_every_response_carries_the_security_headers(
+    settings: Settings, database: str, services: dict[str, ServiceProcess]
+) -> None:
+    start_alerting(services, settings)
+    api = login(alerting_url(settings))
+    anonymous = httpx.Client(base_url=alerting_url(settings))
+    answers = [
+        anonymous.get("/login"),
+        anonymous.get("/api/v1/health"),
+        anonymous.get("/api/v1/alerts"),
+        anonymous.get("/static/console.js"),
+        anonymous.get("/no-such-page"),
+        api.get("/"),
+        api.get("/api/v1/me"),
+    ]
+    for answer in answers:
+        missing = [name for name in SECURITY_HEADERS if name not in answer.headers]
+        assert not missing, f"{answer.request.url.path} ({answer.status_code}) lacks {missing}"
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+        assert "script-src 'self';" in answer.headers["content-security-policy"]
+        assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+def test_the_api_description_is_for_signed_in_users_and_loads_nothing_from_elsewhere(
+    settings: Settings, database: str, services: dict[str, ServiceProcess]
+) -> None:
+    start_alerting(services, settings)
+    anonymous = httpx.Client(base_url=alerting_url(settings))
+    assert anonymous.get("/openapi.json").status_code == 401
+    assert anonymous.get("/docs").headers["location"] == "/login"
+    api = login(alerting_url(settings))
+    assert "/api/v1/alerts" in api.get("/openapi.json").json()["paths"]
+    page = api.get("/docs")
+    assert page.status_code == 200 and "/api/v1/alerts/{alert_id}/ack" in page.text
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page.text), "the page loads something from elsewhere"
+
+
+def test_metrics_are_for_loopback_or_the_bearer_token(
+    settings: Settings, database: str, services: dict[str, ServiceProcess]
+) -> None:
+    """A request relayed by a reverse proxy on this host carries the client's address (X-Forwarded-For),
+    so the rule holds behind the proxy too."""
+    start_alerting(services, settings, CAREBED_METRICS_TOKEN="scrape-token-123")
+    metrics = f"{alerting_url(settings)}/metrics"
+    assert "carebed_alerting_open_alerts" in httpx.get(metrics).text
+    outsider = {"X-Forwarded-For": "203.0.113.9"}
+    assert httpx.get(metrics, headers=outsider).status_code == 403
+    assert httpx.get(metrics, headers={**outsider, "Authorization": "Bearer wrong"}).status_code == 403
+    scraper = {**outsider, "Authorization": "Bearer scrape-token-123"}
+    assert "carebed_alerting_open_alerts" in httpx.get(metrics, headers=scraper).text
+
+
+@pytest.mark.parametrize(
+    ("address", "authorization", "token", "allowed"),
+    [
+        ("127.0.0.1", "", None, True),
+        ("::1", "", None, True),
+        ("192.0.2.7", "", None, False),
+        ("192.0.2.7", "Bearer t0ken", None, False),
+        ("192.0.2.7", "Bearer t0ken", "t0ken", True),
+        ("192.0.2.7", "Bearer other", "t0ken", False),
+        ("", "", None, False),
+    ],
+)
+def test_the_metrics_rule_of_every_services_port(
+    address: str, authorization: str, token: str | None, allowed: bool
+) -> None:
+    secret = SecretStr(token) if token is not None else None
+    assert metrics_allowed(address, authorization, secret) is allowed
+
+
+def test_data_files_are_private(settings: Settings, database: str, services: dict[str, ServiceProcess]) -> None:
+    """The database (this test made it 0644, as an older version would have), the chart database,
+    the session key and the detector's checkpoints: none readable by other users of the machine."""
+    start_alerting(services, settings)
+    services["detector"].start()
+    wait_for(lambda: list((settings.data_dir / "detector").glob("*")), 30, "a detector checkpoint")
+    login(alerting_url(settings))
+    paths = [settings.data_dir, *settings.data_dir.rglob("*")]
+    assert len(paths) > 4
+    exposed = {
+        str(p.relative_to(settings.data_dir)): oct(p.stat().st_mode & 0o777) for p in paths if p.stat().st_mode & 0o077
+    }
+    assert not exposed
