@@ -25,7 +25,7 @@ def start_alerting(services: dict[str, ServiceProcess], settings: Settings, **en
     alerting = services["alerting"]
     alerting.env.update(env)
     alerting.start()
-    wait_for(lambda: _answers(settings), 30, "the alerting service to answer")
+    wait_for(lambda: _answers(settings), 90, "the alerting service to answer")
     return alerting
 
 

@@ -45,7 +45,7 @@ def health(settings: Settings) -> dict[str, Any] | None:
     return body
 
 
-def wait_health(settings: Settings, status: str, reason: str = "", timeout: float = 30) -> dict[str, Any]:
+def wait_health(settings: Settings, status: str, reason: str = "", timeout: float = 90) -> dict[str, Any]:
     """Until the health is `status` and, if given, one of its reasons contains `reason`."""
 
     def check() -> dict[str, Any] | None:
@@ -76,7 +76,7 @@ def pipeline(services: dict[str, ServiceProcess]) -> dict[str, ServiceProcess]:
         services[name].env.update(FAST)
         services[name].start()
     for name in PIPELINE[1:]:
-        services[name].wait_logged("mqtt connected")
+        services[name].wait_logged("mqtt connected", 90)
     return services
 
 
