@@ -85,8 +85,8 @@ def test_ok_in_normal_operation_and_degraded_while_a_process_is_silent(
 ) -> None:
     body = wait_for(
         lambda: (b := health(settings)) and b["status"] == "ok" and set(PIPELINE) <= set(b["lanes"]) and b,
-        30,
-        f"every process reporting ok; last: {health(settings)}",
+        90,
+        "every process reporting ok",
     )
     assert {lane["lane"] for lane in body["lanes"]["detector"]} == {
         "carebed-detector-events",
@@ -95,7 +95,7 @@ def test_ok_in_normal_operation_and_degraded_while_a_process_is_silent(
     }
     assert body["since_last_alert_s"] is None
     publish_sos_finding(device, registry.homes[0].id)
-    wait_for(lambda: (b := health(settings)) and b["since_last_alert_s"] is not None, 20, "an alert to be opened")
+    wait_for(lambda: (b := health(settings)) and b["since_last_alert_s"] is not None, 60, "an alert to be opened")
     wait_health(settings, "ok")
     # Each process serves its own lanes' figures.
     metrics = httpx.get(f"http://127.0.0.1:{pipeline['gateway-events'].env['CAREBED_METRICS_PORT']}/metrics").text
