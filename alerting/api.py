@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
@@ -23,7 +24,7 @@ from alerting.api_schemas import (
     NoteIn,
     ResolveIn,
 )
-from alerting.auth import CurrentUser, CurrentViewer, Viewer
+from alerting.auth import CurrentUser, CurrentViewer, Viewer, session_user
 from alerting.escalation import Plan, State
 from alerting.health import disk_problem, since_last_alert_s
 from alerting.messages import CAUSES
@@ -37,6 +38,8 @@ from carebed.schemas import Feedback, FeedbackKind, FindingCode, LaneReport, utc
 
 router = APIRouter(prefix="/api/v1")
 
+# How often a live stream checks that its session still exists.
+SESSION_RECHECK_S = 5.0
 _SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
 
@@ -153,7 +156,13 @@ async def alert_events(request: Request, user: CurrentUser) -> StreamingResponse
 
     async def stream() -> AsyncIterator[str]:
         seen = -1
+        checked = time.monotonic()
         while not await request.is_disconnected():
+            if time.monotonic() - checked >= SESSION_RECHECK_S:
+                # Logged out, or a new password: the live view ends with the session.
+                if await asyncio.to_thread(session_user, request) is None:
+                    return
+                checked = time.monotonic()
             version = state.version
             if version != seen:
                 seen = version

@@ -83,7 +83,12 @@ def test_logout_ends_the_session_for_every_copy_of_the_cookie(
     api = login(alerting_url(settings))
     saved = dict(api.cookies)
     assert api.get("/api/v1/me").status_code == 200
-    assert api.post("/logout").status_code == 303
+    with api.stream("GET", "/api/v1/alerts/events", timeout=30) as live:
+        lines = live.iter_lines()
+        assert next(lines).startswith("event: change")
+        assert api.post("/logout").status_code == 303
+        # The open live view ends too (a read timeout here if it did not).
+        assert [line for line in lines if line.startswith("event:")] == []
     replay = httpx.Client(base_url=alerting_url(settings), cookies=saved)
     assert replay.get("/api/v1/me").status_code == 401
     assert replay.get("/", follow_redirects=False).headers["location"] == "/login"
