@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select, text
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
 from alerting.api_schemas import (
@@ -22,18 +24,22 @@ from alerting.api_schemas import (
     NoteIn,
     ResolveIn,
 )
-from alerting.auth import CurrentUser, CurrentViewer, Viewer
+from alerting.auth import CurrentUser, CurrentViewer, Viewer, session_user
 from alerting.escalation import Plan, State
+from alerting.health import disk_problem, since_last_alert_s
 from alerting.messages import CAUSES
 from alerting.models import Alert, AlertStatus, AuditEntry, AwayPeriod, Escalation
 from alerting.response_times import AlertRecord, seconds_to
 from alerting.state import AppState
 from alerting.store import Outcome, Source, acknowledge, add_note, confirm_arrival, queue_call, resolve
+from carebed.health import lane_problems
 from carebed.registry import Home, Resident
-from carebed.schemas import Feedback, FeedbackKind, FindingCode, utc_now
+from carebed.schemas import Feedback, FeedbackKind, FindingCode, LaneReport, utc_now
 
 router = APIRouter(prefix="/api/v1")
 
+# How often a live stream checks that its session still exists.
+SESSION_RECHECK_S = 5.0
 _SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
 
@@ -73,21 +79,37 @@ def current_away(session: Session, home_id: str) -> AwayPeriod | None:
     )
 
 
-@router.get("/health")
-def health(request: Request) -> Health:
+@router.get("/health", responses={503: {"model": Health, "description": "degraded: see reasons"}})
+def health(request: Request, response: Response) -> Health:
+    """No login: for load balancers and monitors. Degraded (503) when an SOS may not become an alert now."""
     state = app_state(request)
+    settings = state.settings
+    commit = state.probe.problem()
+    local = state.consumer.mqtt.health()
+    reasons = [
+        *([commit] if commit else []),
+        *([disk] if (disk := disk_problem(settings.data_dir, settings.health_min_free_disk_pct)) else []),
+        *lane_problems([local], settings.health_stall_s, "alerting"),
+        *state.board.problems(),
+    ]
     try:
-        with state.sessions() as session:
-            session.execute(text("SELECT 1"))
-        database = True
-    except Exception:
-        database = False
-    mqtt = state.consumer.mqtt.connected.is_set()
+        since = since_last_alert_s(state.sessions)
+    except SQLAlchemyError:
+        since = None
+    lanes = {
+        "alerting": [LaneReport.model_validate(local, from_attributes=True)],
+        **{process: list(reported) for process, reported in state.board.lanes().items()},
+    }
+    if reasons:
+        response.status_code = 503
     return Health(
-        status="ok" if database and mqtt else "degraded",
-        database=database,
-        mqtt=mqtt,
+        status="degraded" if reasons else "ok",
+        reasons=reasons,
+        database=commit is None,
+        mqtt=local.connected,
         twilio="dry_run" if state.sender.dry_run else "live",
+        since_last_alert_s=since,
+        lanes=lanes,
     )
 
 
@@ -134,7 +156,13 @@ async def alert_events(request: Request, user: CurrentUser) -> StreamingResponse
 
     async def stream() -> AsyncIterator[str]:
         seen = -1
+        checked = time.monotonic()
         while not await request.is_disconnected():
+            if time.monotonic() - checked >= SESSION_RECHECK_S:
+                # Logged out, or a new password: the live view ends with the session.
+                if await asyncio.to_thread(session_user, request) is None:
+                    return
+                checked = time.monotonic()
             version = state.version
             if version != seen:
                 seen = version

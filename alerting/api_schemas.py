@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from alerting.models import AwayPeriod
 from alerting.store import Outcome
 from carebed.registry import Home
-from carebed.schemas import utc_now
+from carebed.schemas import LaneReport, utc_now
 
 
 class _Out(BaseModel):
@@ -163,7 +163,12 @@ class AwayIn(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    """Answered with 200 when "ok", 503 when "degraded"; `reasons` says why, one line per problem."""
+
+    status: Literal["ok", "degraded"]
+    reasons: list[str]
     database: bool
     mqtt: bool
     twilio: str
+    since_last_alert_s: float | None = Field(description="Seconds since the newest alert was opened.")
+    lanes: dict[str, list[LaneReport]] = Field(description="Each process's lanes, as last reported.")

@@ -156,6 +156,39 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
 
 
+class ConsoleSession(Base):
+    """A signed-in console session. The cookie carries its token; only the token's hash is kept, and
+    deleting the row (logout, a new password) ends the session whatever cookie anyone saved."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class LoginAttempt(Base):
+    """Every sign-in attempt: what login throttling counts, and a record of who tried from where."""
+
+    __tablename__ = "login_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, index=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    address: Mapped[str] = mapped_column(String(64), index=True)
+    outcome: Mapped[str] = mapped_column(String(20))
+
+
+class HealthProbe(Base):
+    """One row that the health check rewrites, to learn whether the database can commit."""
+
+    __tablename__ = "health_probe"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class AwayPeriod(Base):
     """The resident is away (hospital, family visit): the detector is told, and the console shows it."""
 

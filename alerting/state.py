@@ -10,10 +10,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from alerting.activity import ActivityProcess
 from alerting.consumer import FindingConsumer
 from alerting.escalator import Escalator
+from alerting.health import CommitProbe
 from alerting.outbox import Dispatcher
 from alerting.twilio_client import SmsSender
 from alerting.urgency import UrgentWork
 from carebed import topics
+from carebed.health import HealthBoard
 from carebed.mqtt import Outbound
 from carebed.schemas import Feedback, dump
 from carebed.settings import Settings
@@ -28,6 +30,8 @@ class AppState:
     dispatcher: Dispatcher = field(init=False)
     escalator: Escalator = field(init=False)
     activity: ActivityProcess = field(init=False)
+    board: HealthBoard = field(init=False)
+    probe: CommitProbe = field(init=False)
     urgent: UrgentWork = field(default_factory=UrgentWork)
     version: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -44,6 +48,8 @@ class AppState:
         self.escalator = Escalator(self.sessions, self.settings.tz, on_change=self._finding_recorded)
         self.consumer = FindingConsumer(self.settings, self.sessions, self._finding_recorded, self.urgent)
         self.activity = ActivityProcess(self.settings, self.urgent)
+        self.board = HealthBoard(self.settings)
+        self.probe = CommitProbe(self.sessions, self.settings.health_commit_timeout_s)
 
     def changed(self) -> None:
         """Tell live consoles to refresh."""

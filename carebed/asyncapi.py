@@ -21,6 +21,7 @@ from carebed.schemas import (
     EventPayload,
     Feedback,
     Finding,
+    HealthReport,
     Reading,
     StatusPayload,
 )
@@ -147,6 +148,7 @@ def _schemas() -> dict[str, Any]:
         Feedback,
         DeadLetter,
         Confirmation,
+        HealthReport,
     ]
     _, top = models_json_schema([(m, "validation") for m in models], ref_template=_REF)
     schemas: dict[str, Any] = top["$defs"]
@@ -376,6 +378,16 @@ def document() -> dict[str, Any]:
                         [{"name": "away", "summary": "The resident is away", "payload": _FEEDBACK}],
                         "Feedback",
                     ),
+                },
+            },
+            f"{PREFIX}/internal/health/{{process}}": {
+                "description": "Each process's lanes, retained and replaced every few seconds, cleared when it stops"
+                " cleanly (every process → alerting's /api/v1/health).",
+                "parameters": {"process": {"schema": {"type": "string"}}},
+                "subscribe": {
+                    "operationId": "receiveHealthReport",
+                    "bindings": qos1,
+                    "message": _message("healthReport", "A process's lane health", "HealthReport"),
                 },
             },
             f"{PREFIX}/deadletter/{{reason}}": {

@@ -102,6 +102,9 @@ def _stop_on_signals() -> threading.Event:
 @click.version_option(package_name="carebed")
 def main() -> None:
     """carebed: emergency monitoring and alerting for elders who live alone."""
+    from carebed.service import private_files
+
+    private_files()
 
 
 @main.command()

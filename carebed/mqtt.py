@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from carebed import service
@@ -58,6 +60,28 @@ def login_name(username: str, client_id: str) -> str:
     never take each other's session; any other connection logs in as the service itself.
     """
     return client_id if client_id.startswith(f"{username}-") else username
+
+
+OLDEST_UNACKED = Gauge(
+    "carebed_lane_oldest_unacked_seconds",
+    "Age of the oldest input this lane received and has not acknowledged (0 when none is pending)",
+    ["lane"],
+)
+SINCE_PROCESSED = Gauge(
+    "carebed_lane_since_processed_seconds",
+    "Seconds since this lane last finished an input (since it started, if it has not yet)",
+    ["lane"],
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LaneHealth:
+    """What a consuming connection can tell about itself: a stalled handler shows as a growing oldest age."""
+
+    lane: str
+    connected: bool
+    oldest_unacked_s: float
+    since_processed_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +212,9 @@ class MqttClient:
     _connect_answered: threading.Event = field(default_factory=threading.Event)
     _stopping: threading.Event = field(default_factory=threading.Event)
     _refusal: str | None = None
+    # Inputs handed to a handler and not yet acknowledged: (connection, mid) -> monotonic time received.
+    _unacked: dict[tuple[int, int], float] = field(default_factory=dict)
+    _processed_at: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
         self._client = paho.Client(
@@ -214,6 +241,10 @@ class MqttClient:
         self._client.on_publish = self._on_publish
         self._client.on_subscribe = self._on_subscribe
         self._flusher = threading.Thread(target=self._flush_batches_periodically, name="mqtt-batches", daemon=True)
+        # A weak reference, so a gauge keeps no stopped client alive.
+        ref = weakref.ref(self)
+        OLDEST_UNACKED.labels(self.client_id).set_function(lambda: _lane_figure(ref, "oldest_unacked_s"))
+        SINCE_PROCESSED.labels(self.client_id).set_function(lambda: _lane_figure(ref, "since_processed_s"))
 
     def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1, on_error: OnError | None = None) -> None:
         """Register a handler; call before :meth:`start`. Its outputs are published for it.
@@ -262,6 +293,13 @@ class MqttClient:
             self.flush(timeout)
         self._client.disconnect()
         self._client.loop_stop()
+
+    def health(self) -> LaneHealth:
+        now = time.monotonic()
+        with self._state:
+            oldest = min(self._unacked.values(), default=now)
+            processed = self._processed_at
+        return LaneHealth(self.client_id, self.connected.is_set(), now - oldest, now - processed)
 
     def publish(self, message: Outbound) -> None:
         """Publish without waiting; paho sends it again after a reconnect until the broker acknowledges it."""
@@ -342,7 +380,14 @@ class MqttClient:
                 if pending.remaining == 0 and pending.connection == self._connection:
                     complete.append(pending)
         for pending in complete:
-            self._client.ack(pending.mid, pending.qos)
+            self._acknowledge(pending.connection, pending.mid, pending.qos)
+
+    def _acknowledge(self, connection: int, mid: int, qos: int) -> None:
+        with self._state:
+            self._unacked.pop((connection, mid), None)
+            self._processed_at = time.monotonic()
+        if qos > 0:
+            self._client.ack(mid, qos)
 
     def _on_connect(
         self,
@@ -362,6 +407,8 @@ class MqttClient:
             # Inputs of the previous connection come again; batched outputs would only duplicate them.
             self._connection += 1
             self._batches.clear()
+            # Inputs of the previous connection are re-delivered and tracked anew.
+            self._unacked.clear()
             self._state.notify_all()
         self._session_present = flags.session_present
         if self._subscriptions:
@@ -438,6 +485,9 @@ class MqttClient:
                 delay = min(delay * 2, RETRY_MAX_S)
 
     def _deliver(self, handler: Handler, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        connection = self._connection
+        with self._state:
+            self._unacked[(connection, message.mid)] = time.monotonic()
         try:
             outputs = handler(Inbound(message.topic, message.payload, bool(message.retain)))
         except Exception as exc:
@@ -445,13 +495,14 @@ class MqttClient:
             log.warning("message left unacknowledged", extra={"topic": message.topic, "error": _one_line(exc)})
             return
         if message.qos == 0:
+            self._acknowledge(connection, message.mid, 0)
             for out in outputs:
                 self._emit(out, None)
             return
         if not outputs:
-            client.ack(message.mid, message.qos)
+            self._acknowledge(connection, message.mid, message.qos)
             return
-        pending = _PendingAck(message.mid, message.qos, len(outputs), self._connection)
+        pending = _PendingAck(message.mid, message.qos, len(outputs), connection)
         for out in outputs:
             self._emit(out, pending)
 
@@ -475,3 +526,8 @@ class MqttClient:
             # Only now, so that flush() returns after the inputs' acknowledgements are queued.
             del self._awaiting[mid]
             self._state.notify_all()
+
+
+def _lane_figure(ref: weakref.ref[MqttClient], name: str) -> float:
+    client = ref()
+    return float(getattr(client.health(), name)) if client is not None else 0.0

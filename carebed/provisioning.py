@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from carebed.registry import Device, Home, device_credentials
 from carebed.schemas import DeviceKind, utc_now
-from carebed.topics import CHIRPSTACK_UPLINKS, EVENTS, PREFIX, READINGS, Z2M_PREFIX
+from carebed.topics import CHIRPSTACK_UPLINKS, EVENTS, HEALTH_SUBSCRIPTION, PREFIX, READINGS, Z2M_PREFIX, health
 
 # Mosquitto 2's own format: PBKDF2-HMAC-SHA512, "$7$iterations$salt$hash". Passwords are random
 # 32-byte tokens, so Mosquitto's default of 101 iterations costs nothing in strength and keeps a
@@ -44,18 +44,23 @@ SERVICE_ACL: dict[str, tuple[tuple[str, str], ...]] = {
         ("write", READINGS),
         ("write", EVENTS),
         ("write", f"{PREFIX}/deadletter/#"),
+        ("write", health("gateway")),
+        ("write", health("gateway-events")),
     ),
     "carebed-detector": (
         ("read", READINGS),
         ("read", EVENTS),
         ("read", f"{PREFIX}/internal/feedback/#"),
         ("write", f"{PREFIX}/internal/findings/#"),
+        ("write", health("detector")),
+        ("write", health("alarms")),
     ),
     "carebed-alerting": (
         ("read", f"{PREFIX}/internal/findings/#"),
         ("read", READINGS),
         ("write", f"{PREFIX}/internal/feedback/#"),
         ("write", f"{PREFIX}/confirmations/#"),
+        ("read", HEALTH_SUBSCRIPTION),
     ),
     # Publishes for many simulated devices over one connection: for demos, tests and benchmarks only.
     # In every format `carebed simulate --format` speaks (as the devices, their hubs, a network server).
@@ -81,7 +86,7 @@ SERVICE_ACL: dict[str, tuple[tuple[str, str], ...]] = {
 CONNECTIONS: dict[str, tuple[str, ...]] = {
     "carebed-gateway": ("carebed-gateway-events",),
     "carebed-detector": ("carebed-detector-events", "carebed-detector-feedback", "carebed-detector-alarms"),
-    "carebed-alerting": ("carebed-alerting-activity",),
+    "carebed-alerting": ("carebed-alerting-activity", "carebed-alerting-health"),
 }
 
 # A lane that runs in a process of its own is still part of its service: same password.

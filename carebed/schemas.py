@@ -274,6 +274,27 @@ class Feedback(BaseModel):
     code: FindingCode | None = Field(None, description="The cause a false alarm was about.")
 
 
+class LaneReport(BaseModel):
+    """One consuming connection's health, as its process reports it (carebed/health.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lane: str = Field(max_length=100)
+    connected: bool
+    oldest_unacked_s: float = Field(ge=0, allow_inf_nan=False)
+    since_processed_s: float = Field(ge=0, allow_inf_nan=False)
+
+
+class HealthReport(BaseModel):
+    """Retained on the process's health topic, replaced every few seconds; empty once it stops cleanly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    process: str = Field(max_length=100)
+    ts: UtcDatetime
+    lanes: tuple[LaneReport, ...]
+
+
 class RejectReason(StrEnum):
     BAD_TOPIC = "bad_topic"
     TOO_LARGE = "too_large"

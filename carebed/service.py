@@ -3,25 +3,37 @@
 from __future__ import annotations
 
 import gc
+import ipaddress
 import logging
 import os
+import secrets
 import signal
+import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import Histogram, start_http_server
+from prometheus_client import Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
+from pydantic import SecretStr
 from sqlalchemy.exc import OperationalError
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from carebed import logs
 from carebed.settings import Settings
 
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+PRIVATE_UMASK = 0o077
+METRICS_REFUSED = b"metrics are served to loopback, or with the bearer token of CAREBED_METRICS_TOKEN\n"
 # Each service runs an urgent thread (an event lane, the alert consumer, the outbox) beside bulk
 # work (telemetry, the activity rollup). A thread that wants the GIL back after a socket call
 # waits until the holder's switch interval ends: 5 ms by default, paid at every blocking call on
@@ -41,15 +53,70 @@ GC_PAUSES = Histogram(
 
 def start(service: str, settings: Settings, metrics_port: int | None) -> threading.Event:
     """Configure logs and metrics; return an event that is set on SIGTERM or SIGINT."""
+    private_files()
     logs.configure(service, settings)
+    keep_private(settings.data_dir)
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     gc.callbacks.append(_time_collections())
     if metrics_port is not None:
-        start_http_server(metrics_port, addr=settings.http_host)
+        serve_metrics(metrics_port, settings)
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
     return stopping
+
+
+def private_files() -> None:
+    """Files this process creates are its user's alone (0600, folders 0700): the database, logs,
+    checkpoints and broker files hold names, phone numbers and door codes."""
+    os.umask(PRIVATE_UMASK)
+
+
+def keep_private(data_dir: Path) -> None:
+    """Take group and other access off the data folder and anything in it, as an older version left it."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    opened = 0
+    for folder, _, files in os.walk(data_dir):
+        for path in (Path(folder), *(Path(folder) / name for name in files)):
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode) or not mode & 0o077:
+                continue
+            path.chmod(stat.S_IMODE(mode) & ~0o077)
+            opened += 1
+    if opened:
+        log.warning("data files were readable by other users; made private", extra={"paths": opened})
+
+
+def metrics_allowed(address: str, authorization: str, token: SecretStr | None) -> bool:
+    """Metrics go to loopback (Prometheus beside the service), or to anyone with the bearer token."""
+    try:
+        if ipaddress.ip_address(address).is_loopback:
+            return True
+    except ValueError:
+        pass
+    expected = f"Bearer {token.get_secret_value()}".encode() if token is not None else None
+    return expected is not None and secrets.compare_digest(authorization.encode(), expected)
+
+
+def serve_metrics(port: int, settings: Settings) -> None:
+    """Prometheus metrics on their own port, behind :func:`metrics_allowed`."""
+    metrics = make_wsgi_app()
+
+    def guarded(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if metrics_allowed(
+            environ.get("REMOTE_ADDR", ""), environ.get("HTTP_AUTHORIZATION", ""), settings.metrics_token
+        ):
+            return metrics(environ, start_response)
+        start_response("403 Forbidden", [("Content-Type", "text/plain")])
+        return [METRICS_REFUSED]
+
+    server = make_server(settings.http_host, port, guarded, ThreadingWSGIServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes every few seconds would drown the service's own log."""
 
 
 def ready() -> None:

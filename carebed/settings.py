@@ -159,9 +159,45 @@ class Settings(BaseSettings):
     http_host: str = Field("127.0.0.1", description="Address the alerting service listens on.")
     http_port: int = Field(8000, ge=1, le=65535, description="Port of the console and REST API.")
     session_secret: SecretStr | None = Field(
-        None, description="Key that signs console session cookies; a random one per start if unset."
+        None,
+        description="Key that signs console session cookies; if unset, one generated once and kept (0600) in"
+        " data_dir/session.secret.",
     )
     secure_cookies: bool = Field(False, description="Mark session cookies Secure (set behind HTTPS).")
+    login_max_failures: int = Field(
+        5, ge=1, description="Wrong passwords for one account within login_window_s before it is locked."
+    )
+    login_max_failures_per_address: int = Field(
+        20, ge=1, description="Wrong passwords from one client address within login_window_s before it is locked."
+    )
+    login_window_s: float = Field(900.0, gt=0, description="Window over which wrong passwords are counted.")
+    login_lockout_s: float = Field(
+        900.0, gt=0, description="How long a locked account or address is refused, right password or not."
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token that /metrics of the alerting service accepts from other hosts; loopback only"
+        " if unset.",
+    )
+
+    health_report_s: float = Field(5.0, gt=0, description="Seconds between each process's lane health reports.")
+    health_stale_s: float = Field(
+        20.0, gt=0, description="A process whose last health report is older than this counts as degraded."
+    )
+    health_stall_s: float = Field(
+        30.0, gt=0, description="A lane whose oldest unacknowledged input is older than this is stalled."
+    )
+    health_commit_timeout_s: float = Field(
+        2.0, gt=0, description="Health is degraded if the database cannot commit a write within this."
+    )
+    health_min_free_disk_pct: float = Field(
+        5.0, ge=0, le=100, description="Health is degraded when the disk holding data_dir has less free space (%)."
+    )
+    health_processes: tuple[str, ...] = Field(
+        (),
+        description="Processes whose health report must be present (JSON list, e.g. gateway, gateway-events,"
+        " detector, alarms); reports once seen are always watched.",
+    )
 
     @field_validator("timezone")
     @classmethod

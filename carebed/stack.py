@@ -139,7 +139,6 @@ class Stack:
             "CAREBED_MQTT_PORT": str(broker.port),
             "CAREBED_DATA_DIR": str(data),
             "CAREBED_HTTP_PORT": str(self.settings.http_port),
-            "CAREBED_SESSION_SECRET": os.environ.get("CAREBED_SESSION_SECRET", secrets.token_urlsafe(32)),
         }
         if self.simulate is not None:
             (data / "detector" / "state.pickle").unlink(missing_ok=True)

@@ -36,6 +36,7 @@ CONFIRMATION_SUBSCRIPTION = f"{PREFIX}/confirmations/+"
 # Vendor trees: zigbee2mqtt hubs publish below their own id; ChirpStack v4 uplinks by application and DevEUI.
 Z2M_PREFIX = f"{PREFIX}/z2m"
 CHIRPSTACK_UPLINKS = "application/+/device/+/event/up"
+HEALTH_SUBSCRIPTION = f"{PREFIX}/internal/health/+"
 
 
 def device(device_id: str, channel: DeviceChannel) -> str:
@@ -67,3 +68,8 @@ def dead_letter(reason: str) -> str:
 
 def confirmation(device_id: str) -> str:
     return f"{PREFIX}/confirmations/{device_id}"
+
+
+def health(process: str) -> str:
+    """Each process's retained lane report (carebed/health.py)."""
+    return f"{PREFIX}/internal/health/{process}"

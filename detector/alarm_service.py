@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from carebed import service, topics
+from carebed.health import HealthReporter
 from carebed.mqtt import Inbound, MqttClient, Outbound, decode_batch
 from carebed.schemas import Reading
 from carebed.settings import Settings
@@ -33,6 +34,9 @@ def run(settings: Settings) -> None:
     stopping = service.start("alarms", settings, settings.metrics_port)
     lane = AlarmLane(settings)
     lane.mqtt.start()
+    reporter = HealthReporter("alarms", settings, [lane.mqtt])
+    reporter.start()
     service.ready()
     stopping.wait()
+    reporter.stop()
     lane.mqtt.stop()

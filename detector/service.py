@@ -16,6 +16,7 @@ from datetime import timedelta
 from prometheus_client import Counter
 
 from carebed import service, topics
+from carebed.health import HealthReporter
 from carebed.mqtt import Inbound, MqttClient, Outbound, decode, decode_batch
 from carebed.schemas import Feedback, Finding, Reading, utc_now
 from carebed.settings import Settings
@@ -176,8 +177,11 @@ def run(settings: Settings) -> None:
     stopping = service.start("detector", settings, settings.metrics_port)
     detector = Detector(settings)
     detector.start()
+    reporter = HealthReporter("detector", settings, [detector.events, detector.mqtt, detector.feedback])
+    reporter.start()
     keep_full_collections_short()
     while not stopping.wait(TICK_S):
         if settings.detector_wall_clock:
             detector.tick()
+    reporter.stop()
     detector.stop()

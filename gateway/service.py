@@ -23,6 +23,7 @@ from prometheus_client import Counter, Gauge
 
 from carebed import service, topics
 from carebed.db import make_engine, make_sessionmaker
+from carebed.health import HealthReporter
 from carebed.mqtt import Inbound, MqttClient, Outbound
 from carebed.registry import device_directory
 from carebed.schemas import DeadLetter, DeviceEntry, Reading, RejectReason, dump, utc_now
@@ -181,8 +182,11 @@ def run(settings: Settings, lanes: Collection[Lane] = tuple(Lane)) -> None:
     if gateway.archive is not None:
         gateway.archive.start()
     gateway.start()
+    reporter = HealthReporter(name, settings, gateway.clients)
+    reporter.start()
     service.ready()
     stopping.wait()
+    reporter.stop()
     gateway.stop()
     if gateway.archive is not None:
         gateway.archive.stop()
