@@ -121,6 +121,10 @@ _FINDING = {
     "received_at": "2026-11-24T00:01:12.041000Z",
 }  # fmt: skip
 _CONFIRMATION = {"event": "sos", "ts": "2026-11-24T00:01:12Z", "seq": 1043, "kind": "confirmation"}
+_HEALTH_REPORT = {
+    "process": "gateway-events", "ts": "2026-11-24T00:01:15Z",
+    "lanes": [{"lane": "carebed-gateway-events", "connected": True, "oldest_unacked_s": 0.0, "since_processed_s": 3.2}],
+}  # fmt: skip
 _FEEDBACK = {
     "id": "away-17", "home_id": "home-00001", "kind": "away", "ts": "2026-11-24T01:30:00Z",
     "until": "2026-11-27T10:00:00Z",
@@ -387,7 +391,12 @@ def document() -> dict[str, Any]:
                 "subscribe": {
                     "operationId": "receiveHealthReport",
                     "bindings": qos1,
-                    "message": _message("healthReport", "A process's lane health", "HealthReport"),
+                    "message": _message(
+                        "healthReport",
+                        "A process's lane health",
+                        _examples({"gateway-events": _HEALTH_REPORT}, "The lanes of {name}"),
+                        "HealthReport",
+                    ),
                 },
             },
             f"{PREFIX}/deadletter/{{reason}}": {

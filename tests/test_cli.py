@@ -19,6 +19,7 @@ import pytest
 import yaml
 from alembic import command
 
+from carebed.broker import Mosquitto, free_port
 from carebed.db import History, _alembic_config, make_engine, make_sessionmaker, migrate
 from carebed.registry import RegistryFile
 from carebed.settings import CONFIG_ERROR_EXIT, ConfigurationError, Settings
@@ -137,15 +138,18 @@ def test_the_supervisor_gives_up_on_a_child_that_stops_on_a_configuration_error(
     child = Child(
         "alerting", ["db", "upgrade"], tmp_path / "alerting.log", {**CLEAN_ENV, "CAREBED_TIMEZONE": "Mars/Base"}
     )
+    broker = Mosquitto(tmp_path / "mosquitto", free_port())
+    broker.start()
     child.start()
     stopping = threading.Event()
     started = time.monotonic()
     try:
         with pytest.raises(ConfigurationError, match=r"alerting stopped: Error: CAREBED_TIMEZONE='Mars/Base'"):
-            Stack(settings, None, None)._supervise([child], make_sessionmaker(engine), stopping)
+            Stack(settings, None, None)._supervise(broker, [child], make_sessionmaker(engine), stopping)
     finally:
         stopping.set()
         child.stop()
+        broker.stop()
         engine.dispose()
     assert time.monotonic() - started < 30
     assert child.process is not None and child.process.returncode == CONFIG_ERROR_EXIT

@@ -97,7 +97,7 @@ def test_grafana_panels_query_fields_the_archive_writes() -> None:
 ENV_EXAMPLE = ROOT / ".env.example"
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 # One-shot jobs: nothing runs in them to check; the services that need them wait for them to complete.
-ONE_SHOT = {"broker-auth"}
+ONE_SHOT = {"db-upgrade", "broker-auth"}
 EXPORTERS = {"node-exporter": "node-exporter", "postgres-exporter": "postgres", "blackbox-exporter": "mosquitto"}
 
 
