@@ -18,9 +18,9 @@ from pydantic import ValidationError
 
 from carebed.schemas import Feedback, Reading, dump
 from detector.core import DetectorCore
-from detector.evaluation import declared_away
 from detector.patterns import PatternConfig, SeriesScorer
 from detector.rules import RuleConfig
+from evaluation.core import declared_away
 from simulators.residents import Timeline, readings
 
 
