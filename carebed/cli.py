@@ -197,7 +197,7 @@ def simulate(
 
 @main.command("eval")
 @click.option(
-    "--homes", type=click.IntRange(min=1), help="Homes (per seed and profile)  [default: 20; 40 with --profile]"
+    "--homes", type=click.IntRange(min=1), help="Homes (per seed and profile)  [default: 20; 15 with --profile]"
 )
 @click.option("--days", type=click.IntRange(min=2), help="Days per home  [default: 30; 45 with --profile]")
 @click.option("--seed", type=int, default=7, show_default=True)
@@ -233,7 +233,7 @@ def eval_(
     from rich.progress import Progress
 
     if profiles:
-        _eval_matrix(profiles, seeds, seed, homes or 20, days or 45, as_json, ground_truth or readings)
+        _eval_matrix(profiles, seeds, seed, homes or 15, days or 45, as_json, ground_truth or readings)
         return
     from evaluation.core import EvalPlan, evaluate, report_tables
     from evaluation.replay import write_simulation

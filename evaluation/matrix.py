@@ -64,7 +64,7 @@ def is_device_alert(code: FindingCode) -> bool:
 class MatrixPlan:
     profiles: tuple[str, ...]
     seeds: tuple[int, ...]
-    homes: int = 20
+    homes: int = 15
     days: int = 45
     tz: tzinfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
 

@@ -28,12 +28,15 @@ def arrivals(case: HomeCase) -> list[tuple[datetime, Reading]]:
 def _deliver(case: HomeCase) -> Iterator[tuple[datetime, Reading]]:
     t, kit = case.timeline, case.kit
     rng = random.Random(f"{t.home_id}:links")
+    totals = random.Random(t.home_id)  # as simulators.residents.readings, so `full` is today's stream
     every = kit.interval_min // 5
     batch = (kit.batch_every_min or 0) // 5
     batch_phase = rng.randrange(batch) if batch else 0
 
+    blank = {kind: telemetry(t.home_id, kind, t.start, t.start) for kind in DeviceKind}
+
     def make(kind: DeviceKind, ts: datetime, arrival: datetime, **values: Any) -> tuple[datetime, Reading]:
-        return arrival, telemetry(t.home_id, kind, ts, arrival, **values)
+        return arrival, blank[kind].model_copy(update={"ts": ts, "received_at": arrival, **values})
 
     def arrival_of(slot_end: int) -> datetime:
         if not batch:
@@ -41,7 +44,7 @@ def _deliver(case: HomeCase) -> Iterator[tuple[datetime, Reading]]:
         upload = slot_end + (batch - (slot_end - batch_phase) % batch) % batch
         return t.start + upload * SLOT
 
-    water, gas, steps = rng.uniform(10_000, 90_000), rng.uniform(100, 900), 0
+    water, gas, steps = totals.uniform(10_000, 90_000), totals.uniform(100, 900), 0
     wearable_on, water_on, gas_on = t.online["wearable"], t.online["water_meter"], t.online["gas_sensor"]
     for i in range(t.slots):
         end = i + 1
