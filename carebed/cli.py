@@ -211,6 +211,13 @@ def simulate(
     "--seeds",
     help="With --profile: `tuning`, `report` (the held-out seeds) or a comma-separated list  [default: --seed]",
 )
+@click.option(
+    "--real",
+    "real",
+    multiple=True,
+    help="Real homes instead: kasteren:DIR or placelab:DIR (repeatable), cut at random moments as collapses.",
+)
+@click.option("--truncations", type=click.IntRange(min=1), default=12, show_default=True, help="Cuts per real home.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @click.option("--ground-truth", type=click.File("w", encoding="utf-8"), help="Write the incidents (JSON lines) here.")
 @click.option(
@@ -222,6 +229,8 @@ def eval_(
     seed: int,
     profiles: tuple[str, ...],
     seeds: str | None,
+    real: tuple[str, ...],
+    truncations: int,
     as_json: bool,
     ground_truth: TextIO | None,
     readings: TextIO | None,
@@ -232,6 +241,9 @@ def eval_(
     from rich.console import Console
     from rich.progress import Progress
 
+    if real:
+        _eval_real(real, truncations, seed, as_json)
+        return
     if profiles:
         _eval_matrix(profiles, seeds, seed, homes or 15, days or 45, as_json, ground_truth or readings)
         return
@@ -252,6 +264,49 @@ def eval_(
         console = Console()
         for table in report_tables(report):
             console.print(table)
+
+
+def _eval_real(specs: tuple[str, ...], truncations: int, seed: int, as_json: bool) -> None:
+    import json
+
+    from rich.console import Console
+
+    from detector.service import pattern_config, rule_config
+    from evaluation.real import load, real_table, run_real
+
+    settings = get_settings()
+    try:
+        homes = [load(spec) for spec in specs]
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--real") from None
+    report = run_real(homes, settings.tz, truncations, seed, rule_config(settings), pattern_config(settings))
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        Console(width=max(160, Console().width)).print(real_table(report))
+
+
+@main.command("convert-dataset")
+@click.argument("spec")
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-", help="Readings (JSON lines).")
+def convert_dataset(spec: str, output: TextIO) -> None:
+    """Turn a public dataset (kasteren:DIR or placelab:DIR) into `carebed replay` input; see docs/detection.md."""
+    from evaluation.populations import HomeCase
+    from evaluation.real import kit_of, load
+    from evaluation.replay import write_case
+
+    try:
+        home = load(spec)
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(str(exc), param_hint="SPEC") from None
+    timeline = home.timeline(get_settings().tz)
+    write_case(HomeCase(timeline, kit_of(timeline)), output)
+    skipped = ", ".join(f"{n} {reason}" for reason, n in home.skipped.items())
+    click.echo(
+        f"{home.home_id}: {timeline.days} days, {len(home.water)} water and {len(home.gas)} gas uses,"
+        f" {len(timeline.away)} declared absences" + (f"; skipped {skipped}" if skipped else ""),
+        err=True,
+    )
 
 
 def _eval_matrix(

@@ -300,15 +300,15 @@ def run_matrix(
     }
 
 
-def _pct(value: float | None) -> str:
+def pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.0f}"
 
 
-def _num(value: float | None) -> str:
+def num(value: float | None) -> str:
     return "—" if value is None else f"{value:g}"
 
 
-def _pair(ours: str, theirs: str) -> str:
+def pair(ours: str, theirs: str) -> str:
     return f"{ours} / {theirs}"
 
 
@@ -349,21 +349,21 @@ def matrix_tables(report: dict[str, Any]) -> Iterable[Table]:
         first.add_row(
             name,
             str(ours["collapses"]),
-            _pair(_pct(ours["collapse_found_12h"]), _pct(rule["collapse_found_12h"])),
-            _pair(_num(ours["collapse_median_day_min"]), _num(rule["collapse_median_day_min"])),
-            _pair(_num(ours["collapse_median_night_min"]), _num(rule["collapse_median_night_min"])),
+            pair(pct(ours["collapse_found_12h"]), pct(rule["collapse_found_12h"])),
+            pair(num(ours["collapse_median_day_min"]), num(rule["collapse_median_day_min"])),
+            pair(num(ours["collapse_median_night_min"]), num(rule["collapse_median_night_min"])),
             f"{vs['earlier']}/{vs['same']}/{vs['later']}",
-            _pair(_num(ours["tap_median_past_normal_min"]), _num(flow["tap_median_past_normal_min"])),
-            _pair(_num(ours["stove_median_past_normal_min"]), _num(flow["stove_median_past_normal_min"])),
-            _pair(_pct(ours["illness_found"]), _pct(rule["illness_found"])),
-            _pair(_pct(ours["wandering_found"]), _pct(rule["wandering_found"])),
+            pair(num(ours["tap_median_past_normal_min"]), num(flow["tap_median_past_normal_min"])),
+            pair(num(ours["stove_median_past_normal_min"]), num(flow["stove_median_past_normal_min"])),
+            pair(pct(ours["illness_found"]), pct(rule["illness_found"])),
+            pair(pct(ours["wandering_found"]), pct(rule["wandering_found"])),
         )
         second.add_row(
             name,
-            _pair(_num(ours["false_welfare_per_resident_month"]), _num(rule["false_welfare_per_resident_month"])),
-            _pair(_num(ours["false_flow_per_resident_month"]), _num(flow["false_flow_per_resident_month"])),
-            _num(ours["device_alerts_per_device_month"]),
-            _num(ours["false_device_alerts_per_device_month"]),
+            pair(num(ours["false_welfare_per_resident_month"]), num(rule["false_welfare_per_resident_month"])),
+            pair(num(ours["false_flow_per_resident_month"]), num(flow["false_flow_per_resident_month"])),
+            num(ours["device_alerts_per_device_month"]),
+            num(ours["false_device_alerts_per_device_month"]),
             f"{ours['outages_missed']} of {ours['outages_to_flag']}",
             f"{ours['state_bytes_max'] / 1024:.1f}",
         )
