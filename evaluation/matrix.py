@@ -193,6 +193,7 @@ def headline(tally: Tally, resident_months: float, device_months: float) -> dict
     rows: dict[str, Any] = {
         "collapses": len(collapses),
         "collapse_found_12h": _share(len(found), len(collapses)),
+        "collapse_found": _share(sum(d is not None for _, d in collapses), len(collapses)),
         "collapse_median_day_min": _median(by_time[IncidentType.COLLAPSE_DAY]),
         "collapse_median_night_min": _median(by_time[IncidentType.COLLAPSE_NIGHT]),
         "false_welfare_per_resident_month": round(tally.false_welfare / resident_months, 3),
