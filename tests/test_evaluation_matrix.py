@@ -193,3 +193,25 @@ def test_eval_profile_prints_the_matrix_tables() -> None:
     result = CliRunner().invoke(main, ["eval", "--profile", "drops", "--homes", "1", "--days", "4", "--seeds", "5,6"])
     assert result.exit_code == 0, result.output
     assert "drops (held out)" in result.stdout and "seeds 5, 6" in result.stdout
+
+
+def test_the_2h_flow_rule_reads_a_totals_only_meter_by_its_mean_flow() -> None:
+    from datetime import datetime
+
+    from carebed.schemas import FindingCode
+    from detector.baselines import ContinuousFlowRule
+    from simulators.residents import telemetry
+
+    def run(litres_per_15min: float) -> list[datetime]:
+        rule = ContinuousFlowRule(timedelta(hours=2))
+        start, found = START, []
+        for k in range(20):
+            ts = start + timedelta(minutes=15 * k)
+            reading = telemetry(
+                "home-00001", DeviceKind.WATER_METER, ts, ts, water_volume_l=1000 + k * litres_per_15min
+            )
+            found += [f.detected_at for f in rule.process(reading) if f.code is FindingCode.LONG_WATER_FLOW]
+        return found
+
+    assert run(3.0) == [START + timedelta(hours=2, minutes=15)], "0.2 L/min from the second total on, for 2 h"
+    assert run(1.0) == [], "0.07 L/min is a drip, not a flow"
