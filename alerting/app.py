@@ -22,7 +22,7 @@ from alerting.metrics import OpenAlertsCollector, OperationsCollector
 from alerting.state import AppState
 from alerting.twilio_client import make_sender
 from carebed import service
-from carebed.db import History, make_engine, make_sessionmaker, migrate
+from carebed.db import make_engine, make_sessionmaker
 from carebed.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        migrate(settings.sqlalchemy_url)
-        migrate(settings.charts_sqlalchemy_url, History.CHARTS)
         engine = make_engine(settings.sqlalchemy_url)
         charts = make_engine(settings.charts_sqlalchemy_url)
         state = AppState(settings, make_sessionmaker(engine, charts=charts), make_sender(settings))

@@ -39,7 +39,7 @@ from twilio.request_validator import RequestValidator
 from alerting.models import Alert, FindingRecord, Notification
 from carebed import topics
 from carebed.broker import Mosquitto, free_port, wait_for_port
-from carebed.db import make_engine, make_sessionmaker, migrate
+from carebed.db import make_engine, make_sessionmaker, upgrade
 from carebed.mqtt import MqttClient, Outbound
 from carebed.registry import RegistryFile, import_registry
 from carebed.schemas import DeviceKind, Reading, utc_now
@@ -126,7 +126,7 @@ class Bench:
         # which at ten metric reads a second made the bench a busy process of its own.
         self.http = httpx.Client(timeout=30)
         database = self.database_url or f"sqlite:///{self.folder / 'carebed.db'}"
-        migrate(database)
+        upgrade(database, Settings(data_dir=self.folder, database_url=database).charts_sqlalchemy_url)
         engine = make_engine(database)
         with make_sessionmaker(engine).begin() as session:
             import_registry(session, registry)

@@ -183,8 +183,13 @@ def alarms() -> None:
 def alerting() -> None:
     """Run the alerting service with its console and REST API (settings from CAREBED_* variables)."""
     from alerting.app import run
+    from carebed.db import SchemaBehind, require_upgraded
 
     settings = _settings()
+    try:
+        require_upgraded(settings.sqlalchemy_url, settings.charts_sqlalchemy_url)
+    except SchemaBehind as exc:
+        raise ConfigError(f"{exc}: run `carebed db upgrade` (with the same settings) first") from None
     check_port_free(settings.http_host, settings.http_port)
     run(settings)
 
@@ -708,11 +713,10 @@ def db() -> None:
 @data_dir_option
 def db_upgrade() -> None:
     """Bring the database (and the chart database) to this release's schema; nothing else migrates but `up`."""
-    from carebed.db import History, migrate
+    from carebed.db import upgrade
 
     settings = _settings()
-    migrate(settings.sqlalchemy_url)
-    migrate(settings.charts_sqlalchemy_url, History.CHARTS)
+    upgrade(settings.sqlalchemy_url, settings.charts_sqlalchemy_url)
     click.echo(f"database schema is current ({make_url(settings.sqlalchemy_url).render_as_string()})")
 
 

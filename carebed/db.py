@@ -133,6 +133,12 @@ def migrate(url: str, history: History = History.MAIN) -> None:
     command.upgrade(_alembic_config(url, history), "head")
 
 
+def upgrade(url: str, charts_url: str) -> None:
+    """Both histories to their newest revision: what `carebed db upgrade` and `carebed up` do, and nothing else."""
+    migrate(url)
+    migrate(charts_url, History.CHARTS)
+
+
 class SchemaBehind(Exception):
     """The database is missing or older than this release: only `carebed db upgrade` (or `carebed up`) migrates."""
 
@@ -153,3 +159,9 @@ def require_current(url: str, history: History = History.MAIN) -> None:
     if current != heads:
         have = ", ".join(sorted(current)) or "none"
         raise SchemaBehind(f"the database schema is at revision {have}, this release needs {', '.join(sorted(heads))}")
+
+
+def require_upgraded(url: str, charts_url: str) -> None:
+    """Raise SchemaBehind unless both histories are at their newest revision (a service never migrates)."""
+    require_current(url)
+    require_current(charts_url, History.CHARTS)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from alerting.auth import Role, create_user
 from alerting.models import Notification, NotificationStatus, User
 from carebed.broker import Mosquitto, free_port, wait_for_port
-from carebed.db import make_engine, make_sessionmaker, migrate
+from carebed.db import make_engine, make_sessionmaker, upgrade
 from carebed.provisioning import (
     grant_missing_passwords,
     new_service_passwords,
@@ -114,7 +114,7 @@ class Stack:
         data = self.settings.data_dir.resolve()
         broker = Mosquitto(data / "mosquitto", broker_port(self.settings), authenticated=True)
         accounts = new_service_passwords(broker.data_dir)
-        migrate(self.settings.sqlalchemy_url)
+        upgrade(self.settings.sqlalchemy_url, self.settings.charts_sqlalchemy_url)
         engine = make_engine(self.settings.sqlalchemy_url)
         sessions = make_sessionmaker(engine)
         demo_password = None

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from alerting.dashboard import percentile  # noqa: E402
 from alerting.models import Alert, Notification  # noqa: E402
 from carebed.broker import Mosquitto, free_port, wait_for_port  # noqa: E402
-from carebed.db import make_engine, make_sessionmaker, migrate  # noqa: E402
+from carebed.db import make_engine, make_sessionmaker, upgrade  # noqa: E402
 from carebed.mqtt import MqttClient  # noqa: E402
 from carebed.registry import import_registry  # noqa: E402
 from carebed.settings import Settings  # noqa: E402
@@ -51,7 +51,7 @@ def main() -> None:
     twilio = TwilioRecorder(f"http://127.0.0.1:{prism_port}")
     url = f"sqlite:///{work / 'carebed.db'}"
     registry = build_registry(homes=args.alerts, seed=3)
-    migrate(url)
+    upgrade(url, Settings(database_url=url).charts_sqlalchemy_url)
     sessions = make_sessionmaker(make_engine(url))
     with sessions.begin() as session:
         import_registry(session, registry)

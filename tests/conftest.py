@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.auth import Role, create_user
 from carebed.broker import Mosquitto, free_port, wait_for_port
-from carebed.db import make_engine, make_sessionmaker, migrate
+from carebed.db import make_engine, make_sessionmaker, migrate, upgrade
 from carebed.mqtt import MqttClient
 from carebed.postgres import create_database, postgres_server
 from carebed.registry import RegistryFile, import_registry
@@ -68,7 +68,7 @@ def registry() -> RegistryFile:
 @pytest.fixture
 def database(settings: Settings, registry: RegistryFile) -> str:
     """A migrated database with the registry and one operator account."""
-    migrate(settings.sqlalchemy_url)
+    upgrade(settings.sqlalchemy_url, settings.charts_sqlalchemy_url)
     engine = make_engine(settings.sqlalchemy_url)
     with make_sessionmaker(engine).begin() as session:
         import_registry(session, registry)

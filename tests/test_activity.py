@@ -14,7 +14,7 @@ from alerting.activity import ActivityRecorder
 from alerting.models import ActivityBucket, AuditEntry, DeviceSeen
 from alerting.urgency import UrgentWork
 from carebed import topics
-from carebed.db import History, make_engine, make_sessionmaker, migrate
+from carebed.db import History, make_engine, make_sessionmaker, migrate, upgrade
 from carebed.mqtt import Inbound
 from carebed.postgres import create_database
 from carebed.schemas import DeviceKind, Reading, dump, utc_now
@@ -91,8 +91,7 @@ def test_only_chart_data_commits_before_postgresql_has_its_wal_on_disk(
 
 def test_on_sqlite_a_chart_write_never_holds_up_an_alert(settings: Settings) -> None:
     """Chart data lives in a file of its own: an alert commits while a chart transaction is open."""
-    migrate(settings.sqlalchemy_url)
-    migrate(settings.charts_sqlalchemy_url, History.CHARTS)
+    upgrade(settings.sqlalchemy_url, settings.charts_sqlalchemy_url)
     main, charts = make_engine(settings.sqlalchemy_url), make_engine(settings.charts_sqlalchemy_url, bulk=True)
     sessions = make_sessionmaker(main, charts=charts)
     try:

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from alerting.auth import Role, authenticate, create_user
 from alerting.models import Alert, DeviceSeen, Notification, User
 from alerting.store import ingest_finding
-from carebed.db import History, make_engine, make_sessionmaker, migrate
+from carebed.db import make_engine, make_sessionmaker, upgrade
 from carebed.postgres import create_database
 from carebed.provisioning import sync_broker_auth
 from carebed.registry import Device, Home, import_registry
@@ -66,8 +66,7 @@ def source(tmp_path: Path, database_url: str) -> Centre:
     """A centre with homes, devices, users, alerts, chart data, broker accounts and a detector checkpoint."""
     where = centre(tmp_path / "data", database_url)
     settings = where.settings
-    migrate(settings.sqlalchemy_url)
-    migrate(settings.charts_sqlalchemy_url, History.CHARTS)
+    upgrade(settings.sqlalchemy_url, settings.charts_sqlalchemy_url)
     engine, charts = make_engine(settings.sqlalchemy_url), make_engine(settings.charts_sqlalchemy_url)
     registry = build_registry(homes=3, seed=11)
     with make_sessionmaker(engine, charts=charts).begin() as session:

@@ -20,7 +20,7 @@ import yaml
 from alembic import command
 
 from carebed.broker import Mosquitto, free_port
-from carebed.db import History, _alembic_config, make_engine, make_sessionmaker, migrate
+from carebed.db import History, _alembic_config, make_engine, make_sessionmaker, upgrade
 from carebed.registry import RegistryFile
 from carebed.settings import CONFIG_ERROR_EXIT, ConfigurationError, Settings
 from carebed.stack import Child, Stack
@@ -113,6 +113,10 @@ def test_a_schema_behind_is_not_migrated_silently(tmp_path: Path) -> None:
     assert "schema is at revision 0005_escalation" in line and "run `carebed db upgrade`" in line
     line = one_clear_line(carebed("registry", "export", cwd=tmp_path, env=env))
     assert "run `carebed db upgrade`" in line
+    port = {"CAREBED_HTTP_PORT": str(free_port())}
+    line = one_clear_line(carebed("alerting", "--data-dir", str(tmp_path), cwd=tmp_path, env={**env, **port}))
+    assert "schema is at revision 0005_escalation" in line and "run `carebed db upgrade`" in line
+    assert not (tmp_path / "carebed-charts.db").exists(), "the service created the chart database itself"
     upgraded = carebed("db", "upgrade", cwd=tmp_path, env=env)
     assert upgraded.returncode == 0 and "database schema is current" in upgraded.stdout
     assert carebed("admin", "list", cwd=tmp_path, env=env).returncode == 0
@@ -133,7 +137,7 @@ def test_up_refuses_a_port_in_use_before_starting_anything(tmp_path: Path) -> No
 def test_the_supervisor_gives_up_on_a_child_that_stops_on_a_configuration_error(tmp_path: Path) -> None:
     """No "exited with 78; restarting" loop: `carebed up` stops and says why, from the child's last words."""
     settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'carebed.db'}")
-    migrate(settings.sqlalchemy_url)
+    upgrade(settings.sqlalchemy_url, settings.charts_sqlalchemy_url)
     engine = make_engine(settings.sqlalchemy_url)
     child = Child(
         "alerting", ["db", "upgrade"], tmp_path / "alerting.log", {**CLEAN_ENV, "CAREBED_TIMEZONE": "Mars/Base"}

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.metrics import OperationsCollector
 from alerting.models import Alert, DeviceSeen, Notification, NotificationStatus
-from carebed.db import History, make_engine, make_sessionmaker, migrate
+from carebed.db import make_engine, make_sessionmaker, upgrade
 from carebed.registry import Device, import_registry
 from carebed.schemas import utc_now
 from carebed.settings import Settings
@@ -26,8 +26,7 @@ OFFLINE_AFTER = timedelta(minutes=30)
 def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     """The real layout on SQLite: the registry and alerts in one file, the chart data in another."""
     settings = Settings(data_dir=tmp_path)
-    migrate(settings.sqlalchemy_url)
-    migrate(settings.charts_sqlalchemy_url, History.CHARTS)
+    upgrade(settings.sqlalchemy_url, settings.charts_sqlalchemy_url)
     engine, charts = make_engine(settings.sqlalchemy_url), make_engine(settings.charts_sqlalchemy_url)
     factory = make_sessionmaker(engine, charts=charts)
     with factory.begin() as session:

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from carebed import topics
 from carebed.broker import Mosquitto, free_port
-from carebed.db import make_engine, make_sessionmaker, migrate
+from carebed.db import make_engine, make_sessionmaker, upgrade
 from carebed.mqtt import MqttClient, Outbound
 from carebed.provisioning import new_service_passwords, sync_broker_auth
 from carebed.registry import RegistryFile, import_registry
@@ -60,7 +60,7 @@ def secure(tmp_path: Path, registry: RegistryFile) -> Iterator[SecureStack]:
     settings = Settings(data_dir=data, mqtt_port=free_port(), database_url=f"sqlite:///{data / 'carebed.db'}")
     broker = Mosquitto(data / "mosquitto", settings.mqtt_port, authenticated=True)
     accounts = new_service_passwords(broker.data_dir)
-    migrate(settings.sqlalchemy_url)
+    upgrade(settings.sqlalchemy_url, settings.charts_sqlalchemy_url)
     engine = make_engine(settings.sqlalchemy_url)
     with make_sessionmaker(engine).begin() as session:
         import_registry(session, registry)

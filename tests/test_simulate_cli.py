@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from carebed.db import make_engine, make_sessionmaker, migrate
+from carebed.db import make_engine, make_sessionmaker, upgrade
 from carebed.mqtt import decode_batch
 from carebed.registry import RegistryFile, import_registry
 from carebed.schemas import Reading
@@ -39,7 +39,7 @@ def test_each_format_is_accepted_by_the_gateway_and_recorded(fmt: str, settings:
     registry = RegistryFile.model_validate(
         yaml.safe_load(carebed("registry", "generate", "--homes", "2", "--format", fmt))
     )
-    migrate(settings.sqlalchemy_url)
+    upgrade(settings.sqlalchemy_url, settings.charts_sqlalchemy_url)
     engine = make_engine(settings.sqlalchemy_url)
     with make_sessionmaker(engine).begin() as session:
         import_registry(session, registry)

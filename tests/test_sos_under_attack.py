@@ -23,7 +23,7 @@ from sqlalchemy import select
 from alerting.models import Alert
 from carebed import topics
 from carebed.broker import Mosquitto, free_port
-from carebed.db import make_engine, make_sessionmaker, migrate
+from carebed.db import make_engine, make_sessionmaker, upgrade
 from carebed.mqtt import MqttClient, Outbound, decode_batch
 from carebed.provisioning import new_service_passwords, rotate_device, service_account, sync_broker_auth
 from carebed.registry import RegistryFile, import_registry
@@ -92,7 +92,7 @@ def stack(tmp_path: Path, registry: RegistryFile) -> Iterator[SecureStack]:
     )
     broker = Mosquitto(data / "mosquitto", settings.mqtt_port, authenticated=True)
     accounts = new_service_passwords(broker.data_dir)
-    migrate(settings.sqlalchemy_url)
+    upgrade(settings.sqlalchemy_url, settings.charts_sqlalchemy_url)
     wearables = {next(d.id for d in home.devices if d.kind is DeviceKind.WEARABLE): home.id for home in registry.homes}
     engine = make_engine(settings.sqlalchemy_url)
     with make_sessionmaker(engine).begin() as session:
