@@ -29,6 +29,9 @@ from detector.rules import RuleConfig
 log = logging.getLogger(__name__)
 
 READINGS_IN = Counter("carebed_detector_readings_total", "Readings processed")
+UNJUDGED = Counter(
+    "carebed_detector_unjudged_readings_total", "Readings set aside because judging them raised (a detector bug)"
+)
 FEEDBACK_IN = Counter("carebed_detector_feedback_total", "Operator feedback applied, by kind", ["kind"])
 TICK_S = 5.0
 # Past this a feedback is acknowledged anyway, and the failing checkpoints are loud in logs and metrics.
@@ -121,9 +124,20 @@ class Detector:
 
     def _judge(self, message: Inbound, run: Callable[[Judge, list[Reading]], list[Finding]]) -> Sequence[Outbound]:
         readings = decode_batch(Reading, message)
-        findings = run(self.engine.learn, readings)
+        findings = run(self._learn, readings)
         READINGS_IN.inc(len(readings))
         return outbound(findings)
+
+    def _learn(self, reading: Reading) -> list[Finding]:
+        """A reading the engine cannot judge is set aside, counted and logged: a batch mixes many homes, and
+        retrying it in place would hold every home's detection behind one bug."""
+        try:
+            return self.engine.learn(reading)
+        except Exception as exc:
+            UNJUDGED.inc()
+            where = {"home_id": reading.home_id, "device_id": reading.device_id, "ts": reading.ts.isoformat()}
+            log.error("reading not judged", extra={**where, "error": f"{type(exc).__name__}: {exc}"[:300]})
+            return []
 
     def handle_feedback(self, message: Inbound) -> Sequence[Outbound]:
         """Away, back and false alarms from operators: rare and they matter, so each is on disk before its ack."""

@@ -162,3 +162,23 @@ def test_periodic_checkpoints_come_from_a_child_forked_at_bulk_priority_and_a_fa
         assert not list(state.parent.glob("*.tmp")), "no half-written file left behind"
     finally:
         detector.stop()
+
+
+def test_a_reading_the_engine_cannot_judge_is_counted_and_the_rest_of_its_batch_goes_on(
+    detector: Detector, device: MqttClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retried in place, one bug would hold every home's detection; dropped silently, it would vanish."""
+    learn = detector.engine.learn
+
+    def broken_for_one_home(reading: Reading) -> list[Finding]:
+        if reading.home_id == "home-bug":
+            raise ZeroDivisionError("a bug that only this home's data meets")
+        return learn(reading)
+
+    monkeypatch.setattr(detector.engine, "learn", broken_for_one_home)
+    unjudged = metric("carebed_detector_unjudged_readings_total")
+    batch = [*day_then_silence("home-bug")[:4], *day_then_silence("home-fine")[:4]]
+    device.publish(Outbound(topics.READINGS, b"[" + b",".join(dump(r) for r in batch) + b"]"))
+    wait_for(lambda: "home-fine" in detector.engine.patterns.homes, 30, "the rest of the batch to be judged")
+    wait_for(lambda: metric("carebed_detector_unjudged_readings_total") == unjudged + 4, 30, "the four to be counted")
+    assert "home-bug" not in detector.engine.patterns.homes
