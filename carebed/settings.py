@@ -54,7 +54,10 @@ class Settings(BaseSettings):
         description="(ppm, minutes sustained) pairs after EN 50291-1 household CO alarm response times.",
     )
     offline_after_min: float = Field(
-        30.0, gt=0, description="Minutes of event time without a message before a device is offline."
+        120.0,
+        gt=0,
+        description="Least event time without a message before a device is offline; the detector waits longer"
+        " for a device that usually reports less often (4 of its intervals).",
     )
     bulk_nice: int = Field(
         10,

@@ -1,8 +1,14 @@
 """Pure core of the detector: emergency rules that need no learning, driven by event time.
 
 Leaks, gas, carbon monoxide and silent devices need a little state per device (an open episode,
-how long a level has lasted, when it last spoke); SOS and falls need none and are raised apart
-(detector/alarms.py).
+how long a level has lasted, when it last spoke and how often it usually does); SOS and falls
+need none and are raised apart (detector/alarms.py).
+
+A device is offline when it is clearly overdue for its own reporting interval (learned), not
+after a fixed half hour: a meter that reports hourly is not late at 31 minutes. Silences with
+an ordinary reason are ruled out: a watch last seen off the wrist (on the charger, off for the
+night) and a watch that fell silent while nothing at home was used (out with a watch linked
+through the home hub). Device findings are technical: they go to a technician, never the family.
 
 The clock is the newest device timestamp seen (or a tick from the caller), never the wall
 clock, so a replay at any speed gives the same findings. Each finding's id is derived from
@@ -13,7 +19,7 @@ same id and the alerting service folds the copy away.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from carebed.schemas import (
     DeviceEvent,
@@ -26,13 +32,20 @@ from carebed.schemas import (
     evidence_of,
 )
 from carebed.topics import DeviceChannel
+from detector.wording import duration
 
 
 @dataclass(frozen=True, slots=True)
 class RuleConfig:
     gas_alarm_lel_pct: float = 10.0
     co_alarm_levels: tuple[tuple[float, float], ...] = ((300.0, 0.0), (100.0, 10.0), (50.0, 60.0))
-    offline_after: timedelta = timedelta(minutes=30)
+    offline_after: timedelta = timedelta(hours=2)
+    overdue_intervals: float = 4.0
+    # A watch off the wrist or out with its resident is silent for an ordinary reason for up to this long.
+    known_silence: timedelta = timedelta(hours=24)
+    # Water used at home (above what any cistern leak runs), as a sign that the resident is in.
+    home_use_l: float = 2.0
+    leak_l_min: float = 0.35
 
 
 @dataclass(slots=True)
@@ -43,6 +56,15 @@ class DeviceState:
     offline_reported: bool = False
     open_episodes: set[FindingCode] = field(default_factory=set)
     co_since: dict[float, datetime] = field(default_factory=dict)
+    interval_s: float | None = None
+    worn: bool | None = None
+    volume: float | None = None
+
+
+# How fast a device's usual reporting interval follows what it does; gaps over 3 of them are outages, not learned.
+INTERVAL_WEIGHT = 0.1
+OUTAGE_GAPS = 3.0
+NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 # A detector's own alarm flag: one finding when it turns on, re-armed when it turns off.
@@ -62,6 +84,8 @@ class RuleEngine:
         self.devices: dict[str, DeviceState] = {}
         self.clock: datetime | None = None
         self._last_sweep: datetime | None = None
+        # When each metered home last used water or gas, to tell a watch out with its resident from a broken one.
+        self.home_use: dict[str, datetime] = {}
 
     def process(self, reading: Reading) -> list[Finding]:
         state = self.devices.get(reading.device_id)
@@ -70,8 +94,7 @@ class RuleEngine:
             self.devices[reading.device_id] = state
         findings: list[Finding] = []
         if reading.channel is not DeviceChannel.STATUS or reading.online:
-            state.last_ts = max(state.last_ts, reading.ts)
-            state.offline_reported = False
+            self._heard(state, reading)
         if reading.event is DeviceEvent.LEAK and _opens(state, FindingCode.WATER_LEAK):
             findings.append(
                 self._finding(
@@ -106,6 +129,29 @@ class RuleEngine:
             return []
         self._last_sweep = now
         return self._offline(now)
+
+    def _heard(self, state: DeviceState, reading: Reading) -> None:
+        """A sign of life: learn the device's usual interval, and whether the home is in use."""
+        gap = (reading.ts - state.last_ts).total_seconds()
+        if gap > 0 and reading.channel is DeviceChannel.TELEMETRY:
+            if state.interval_s is None:
+                state.interval_s = gap
+            elif gap <= OUTAGE_GAPS * state.interval_s:
+                state.interval_s += INTERVAL_WEIGHT * (gap - state.interval_s)
+        if reading.worn is not None:
+            state.worn = reading.worn
+        used = reading.gas_volume_m3 is not None and state.volume is not None and reading.gas_volume_m3 > state.volume
+        if reading.water_volume_l is not None and state.volume is not None and gap > 0:
+            used = reading.water_volume_l - state.volume >= self.config.home_use_l + self.config.leak_l_min * gap / 60
+        volume = reading.water_volume_l if reading.water_volume_l is not None else reading.gas_volume_m3
+        if volume is not None and (gap > 0 or state.volume is None):
+            state.volume = volume
+        if volume is not None:
+            seen = self.home_use.setdefault(state.home_id, NEVER)
+            if used:
+                self.home_use[state.home_id] = max(seen, reading.ts)
+        state.last_ts = max(state.last_ts, reading.ts)
+        state.offline_reported = False
 
     def apply(self, feedback: Feedback) -> None:
         """Emergencies need no learning and are never muted, so operator feedback changes nothing here."""
@@ -161,12 +207,15 @@ class RuleEngine:
 
     def _offline(self, now: datetime) -> list[Finding]:
         findings = []
-        limit = self.config.offline_after
         for device_id, state in self.devices.items():
-            if state.offline_reported or now - state.last_ts < limit:
+            if state.offline_reported or now - state.last_ts < self._limit(state, now):
                 continue
             state.offline_reported = True
             minutes = (now - state.last_ts).total_seconds() / 60
+            usual = None if state.interval_s is None else round(state.interval_s / 60, 1)
+            summary = f"The {state.kind.value.replace('_', ' ')} has sent nothing for {duration(minutes)}"
+            if usual is not None:
+                summary += f" (it usually reports every {duration(max(1.0, usual))})"
             findings.append(
                 Finding(
                     id=f"{device_id}:device_offline:{state.last_ts.isoformat()}",
@@ -176,11 +225,24 @@ class RuleEngine:
                     severity=Severity.MEDIUM,
                     ts=state.last_ts,
                     detected_at=now,
-                    summary=f"The {state.kind.value.replace('_', ' ')} has sent nothing for {minutes:.0f} min",
-                    evidence=evidence_of(device_kind=state.kind.value, silent_min=round(minutes)),
+                    summary=summary,
+                    evidence=evidence_of(
+                        device_kind=state.kind.value, silent_min=round(minutes), usual_interval_min=usual
+                    ),
+                    technical=True,
                 )
             )
         return findings
+
+    def _limit(self, state: DeviceState, now: datetime) -> timedelta:
+        """How long this device may be silent: several of its own intervals, longer for a watch with a reason to be."""
+        cfg = self.config
+        limit = max(cfg.offline_after, timedelta(seconds=cfg.overdue_intervals * (state.interval_s or 0.0)))
+        if state.kind is not DeviceKind.WEARABLE:
+            return limit
+        used = self.home_use.get(state.home_id)  # None: no meter to tell whether the resident is in
+        out = used is not None and used <= state.last_ts
+        return max(limit, cfg.known_silence) if state.worn is False or out else limit
 
     def _finding(
         self,
