@@ -34,6 +34,8 @@ from carebed.schemas import (
     Severity,
     evidence_of,
 )
+from detector.meters import COARSE_MIN, FLOW_BINS, Interval, Meter
+from detector.wording import duration
 
 TICK = timedelta(minutes=5)
 TICK_MIN = 5.0
@@ -41,7 +43,6 @@ BINS_PER_DAY = 48
 AGE_EDGES_MIN = (10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0)
 AGES = len(AGE_EDGES_MIN) + 1
 CALIBRATION_LEVELS = 8
-FLOW_BINS = 48
 WINDOW_TICKS = 12
 WANDER_MIN_TICKS = 5
 DEEP_NIGHT_RATE = 0.05
@@ -49,6 +50,9 @@ WAKE_SD_FLOOR_MIN = 20.0
 RISING_FROM_NOON = (14 * 60, 24 * 60)  # 02:00 to 12:00: a stir in the evening is not getting up
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 FOREVER = datetime.max.replace(tzinfo=UTC)
+FLOOR_TICKS = 144  # the fixed water rule's 12 hours, in 5-minute ticks
+SCHEDULE_GRACE_MIN = 20.0
+TRICKLE_LEARNED = timedelta(hours=12)  # a trickle is seen only once a 12-hour block of it has passed
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,8 @@ class PatternConfig:
     wander_alpha: float = 0.002
     decline_alpha: float = 0.001
     floor_silence: timedelta = timedelta(hours=12)
+    floor_water_l: float = 10.0
+    floor_other_quiet: timedelta = timedelta(hours=1)
     floor_flow: timedelta = timedelta(hours=2)
     floor_flow_night: timedelta = timedelta(hours=1)
     device_stale: timedelta = timedelta(minutes=15)
@@ -109,11 +115,6 @@ def _minute_from_noon(ts: datetime, tz: tzinfo) -> int:
 def _significant(p: float) -> float:
     """Two significant figures: evidence rounding to 0.01 would turn every alarm's probability into 0."""
     return float(f"{p:.2g}")
-
-
-def _duration(minutes: float) -> str:
-    hours, mins = divmod(int(minutes), 60)
-    return f"{hours} h {mins} min" if hours else f"{mins} min"
 
 
 class GapModel:
@@ -261,21 +262,6 @@ def flow_tail(counts: Sequence[float], prior: Sequence[float], prior_weight: flo
     return survival[start] * math.exp(-(minutes - start * TICK_MIN) / tau)
 
 
-@dataclass(slots=True)
-class Flow:
-    """One meter's flow episodes and what this home's normal episodes last (5-minute bins, day and night)."""
-
-    kind: DeviceKind
-    day: array[float] = field(default_factory=lambda: array("f", bytes(4 * FLOW_BINS)))
-    night: array[float] = field(default_factory=lambda: array("f", bytes(4 * FLOW_BINS)))
-    start: datetime | None = None
-    start_night: bool = False
-    last_flowing: datetime | None = None
-    prev_ts: datetime | None = None
-    alerted: bool = False
-    episodes: float = 0.0
-
-
 def _binomial_tail(n: int, k: int, p: float) -> float:
     return sum(math.comb(n, j) * p**j * (1 - p) ** (n - j) for j in range(k, n + 1))
 
@@ -288,7 +274,12 @@ class HomePatterns:
         self.config = config
         self.any = GapModel(config.tz, config.prior_weight)
         self.fixtures = GapModel(config.tz, config.prior_weight)
-        self.flows = {k: Flow(k) for k in (DeviceKind.WATER_METER, DeviceKind.GAS_SENSOR)}
+        self.meters = {k: Meter(k) for k in (DeviceKind.WATER_METER, DeviceKind.GAS_SENSOR)}
+        self.water_ring = array("f", bytes(4 * FLOOR_TICKS))
+        self.pending_water = 0.0
+        self.water_since: datetime | None = None
+        self.water_floor_alerted = False
+        self.last_other: datetime | None = None
         self.steps_active = array("f", bytes(4 * BINS_PER_DAY))
         self.steps_total = array("f", bytes(4 * BINS_PER_DAY))
         self.nights = array("f", bytes(4 * (WINDOW_TICKS + 1)))
@@ -307,12 +298,10 @@ class HomePatterns:
         self.offline: set[DeviceKind] = set()
         self.worn = True
         self.last_steps: int | None = None
-        self.last_volume: dict[DeviceKind, float] = {}
         self.pending_steps = False
         self.pending_fixtures = False
         self.last_any: datetime | None = None
         self.last_fixture_use: datetime | None = None
-        self.fixture_floor_alerted = False
         self.silence_alerted = False
         self.step_mask = 0
         self.night_ticks = 0
@@ -342,12 +331,12 @@ class HomePatterns:
                 self.worn = reading.worn
             if reading.steps is not None:
                 if self.last_steps is not None and reading.steps > self.last_steps:
-                    self._activity(ts, steps=True)
+                    self._activity(ts)
                 self.last_steps = reading.steps
         elif kind is DeviceKind.WATER_METER:
-            self._meter(kind, ts, reading.water_volume_l, reading.water_flow_l_min, 0.5, 0.1)
+            findings += self._meter(reading, reading.water_volume_l, reading.water_flow_l_min)
         elif kind is DeviceKind.GAS_SENSOR:
-            self._meter(kind, ts, reading.gas_volume_m3, reading.gas_flow_m3_h, 0.002, 0.02)
+            findings += self._meter(reading, reading.gas_volume_m3, reading.gas_flow_m3_h)
         return findings
 
     def apply(self, feedback: Feedback) -> None:
@@ -370,61 +359,91 @@ class HomePatterns:
             self.next_tick += TICK
         return findings
 
-    def _activity(self, ts: datetime, steps: bool = False) -> None:
-        if steps:
+    def _activity(self, ts: datetime, kind: DeviceKind | None = None) -> None:
+        """A sign of the resident; ``kind`` None for steps. Water is kept apart for the fixed water rule."""
+        if kind is None:
             self.pending_steps = True
         else:
             self.pending_fixtures = True
-            self.fixture_floor_alerted = False
             if self.last_fixture_use is None or ts > self.last_fixture_use:
                 self.last_fixture_use = ts
+        if kind is not DeviceKind.WATER_METER and (self.last_other is None or ts > self.last_other):
+            self.last_other = ts
         if self.last_any is None or ts > self.last_any:
             self.last_any = ts
 
-    def _meter(
-        self, kind: DeviceKind, ts: datetime, volume: float | None, flow: float | None, used: float, flowing: float
-    ) -> None:
-        usage = 0.0
-        if volume is not None:
-            last = self.last_volume.get(kind)
-            if last is not None and volume >= last:
-                usage = volume - last
-            self.last_volume[kind] = volume
-        running = flow > flowing if flow is not None else usage > used
-        if usage > used or running:
-            self._activity(ts)
-        self._flow(self.flows[kind], ts, running)
+    def _meter(self, reading: Reading, volume: float | None, flow: float | None) -> list[Finding]:
+        """Use above the trickle is activity, unless it is a scheduled appliance's usual run; every litre counts
+        for the fixed water rule."""
+        meter = self.meters[reading.device_kind]
+        meter.device_id = reading.device_id
+        ts = reading.ts
+        interval = meter.read(ts, volume, flow)
+        if reading.device_kind is DeviceKind.WATER_METER:
+            self.pending_water += interval.used
+            self.water_since = self.water_since or ts
+        self._flow(meter, ts, interval)
+        scheduled = meter.start is not None and meter.scheduled_min is not None and not self._overran(meter, ts)
+        if (interval.excess > meter.units.use or interval.running) and not scheduled:
+            self._activity(ts, reading.device_kind)
+        if meter.leaking(ts):
+            return [self._leak(meter, ts)]
+        return []
 
-    def _flow(self, flow: Flow, ts: datetime, running: bool) -> None:
-        if running:
-            if flow.start is None:
-                flow.start = flow.prev_ts or ts
-                flow.start_night = self._is_night(tod_bin(flow.start, self.config.tz))
-            flow.last_flowing = ts
-        elif flow.start is not None:
-            end = flow.last_flowing or ts
-            if not flow.alerted and not self._away(ts):
-                minutes = (end - flow.start).total_seconds() / 60
-                hist = flow.night if flow.start_night else flow.day
-                hist[min(FLOW_BINS - 1, round(minutes / TICK_MIN))] += 1
-                flow.episodes += 1
-            flow.start = None
-            flow.alerted = False
-        flow.prev_ts = ts
+    def _flow(self, meter: Meter, ts: datetime, interval: Interval) -> None:
+        """Open, extend or close the meter's flow episode; a coarse interval's flow may have begun at its start."""
+        if interval.running:
+            if meter.start is None:
+                meter.start = meter.prev_ts or ts
+                tod = tod_bin(meter.start, self.config.tz)
+                meter.start_night = self._is_night(tod)
+                meter.scheduled_min = meter.schedule(tod)
+            meter.last_flowing = ts
+        elif meter.start is not None:
+            end = meter.last_flowing or ts
+            if not meter.alerted and not self._away(ts):
+                minutes = (end - meter.start).total_seconds() / 60
+                meter.learn_episode(tod_bin(meter.start, self.config.tz), minutes)
+            meter.start = meter.scheduled_min = None
+            meter.alerted = False
+        meter.prev_ts = ts
+
+    @staticmethod
+    def _overran(meter: Meter, now: datetime) -> bool:
+        """A scheduled flow that runs well past its usual length is no longer the appliance's run."""
+        assert meter.start is not None and meter.scheduled_min is not None
+        minutes = (now - meter.start).total_seconds() / 60
+        return minutes > 1.5 * meter.scheduled_min + SCHEDULE_GRACE_MIN
+
+    def _leak(self, meter: Meter, now: datetime) -> Finding:
+        assert meter.leak_since is not None
+        rate = meter.trickle()
+        since = meter.leak_since - TRICKLE_LEARNED
+        text = (
+            f"A steady {rate:.2f} L/min has run through the water meter under all use for"
+            f" {duration((now - since).total_seconds() / 60)} (a cistern or pipe may be leaking)"
+        )
+        evidence = evidence_of(trickle_l_min=round(rate, 3), basis="trickle")
+        finding = self._finding(FindingCode.POSSIBLE_LEAK, Severity.LOW, since, now, text, evidence)
+        return finding.model_copy(update={"device_id": meter.device_id})
 
     def _returned(self, now: datetime) -> None:
         """Back from an away period: the home's silence while away was not the resident's, so spells start afresh."""
         self.last_any = self.last_fixture_use = now
         self.any.hold(now, active=True)
         self.fixtures.hold(now, active=True)
-        self.silence_alerted = self.fixture_floor_alerted = self.quiet_since_night = False
+        self.silence_alerted = self.water_floor_alerted = self.quiet_since_night = False
+        self.water_since = now
 
     def _away(self, now: datetime) -> bool:
         return self.away_until is not None and now < self.away_until
 
     def _healthy(self, kind: DeviceKind, now: datetime) -> bool:
+        """Reporting as it usually does: a meter that reports hourly is not stale after 15 minutes."""
         seen = self.last_seen.get(kind)
-        return seen is not None and kind not in self.offline and now - seen <= self.config.device_stale
+        meter = self.meters.get(kind)
+        stale = meter.stale_after(self.config.device_stale) if meter else self.config.device_stale
+        return seen is not None and kind not in self.offline and now - seen <= stale
 
     def _step_rate(self, tod: int) -> float:
         """How often this person takes steps in this half hour (prior: rarely from 23:00 to 05:00)."""
@@ -444,6 +463,7 @@ class HomePatterns:
             self._returned(now)
         self.was_away = away
         learn = not away
+        self._water_tick(now)
         wearable = self._healthy(DeviceKind.WEARABLE, now) and self.worn
         fixtures = self._healthy(DeviceKind.WATER_METER, now) or self._healthy(DeviceKind.GAS_SENSOR, now)
         steps, fixture_use = self.pending_steps, self.pending_fixtures
@@ -466,9 +486,18 @@ class HomePatterns:
         if away:
             return findings
         findings.extend(self._inactivity(now, wearable, fixtures))
-        for flow in self.flows.values():
-            findings.extend(self._long_flow(flow, now))
+        for meter in self.meters.values():
+            findings.extend(self._long_flow(meter, now))
         return findings
+
+    def _water_tick(self, now: datetime) -> None:
+        """The last 12 h of water in 5-minute ticks, as the fixed rule counts it; forgotten when the meter stops."""
+        self.water_ring[((now - EPOCH) // TICK) % FLOOR_TICKS] = self.pending_water
+        self.pending_water = 0.0
+        if not self._healthy(DeviceKind.WATER_METER, now):
+            self.water_since = None
+        if sum(self.water_ring) >= self.config.floor_water_l:
+            self.water_floor_alerted = False
 
     def _cold(self) -> bool:
         return self.learned_days < self.config.cold_start_days
@@ -518,15 +547,11 @@ class HomePatterns:
         if morning:
             p = late
         onset = self.last_any
-        if not learned and now - onset < cfg.floor_silence:
-            # In cold start the floor is the fixed water rule itself, so carebed is never slower than it.
-            dry = self.last_fixture_use
-            if not (self._cold() and fixtures and dry is not None and now - dry >= cfg.floor_silence):
-                return []
-            if self.fixture_floor_alerted:
-                return []
-            onset = dry
-        self.silence_alerted = self.fixture_floor_alerted = True
+        dry = self._under_water_rule(now)
+        if not learned and now - onset < cfg.floor_silence and not dry:
+            return []
+        self.silence_alerted = True
+        self.water_floor_alerted = self.water_floor_alerted or dry
         model.learnable = False
         minutes = (now - onset).total_seconds() / 60
         since = _clock(onset, cfg.tz)
@@ -538,25 +563,50 @@ class HomePatterns:
             channels="wearable, water, gas" if wearable else "water, gas",
         )
         evidence["probability"] = _significant(p) if learned else None
-        text = f"No activity since {since} ({_duration(minutes)})"
+        text = f"No activity since {since} ({duration(minutes)})"
         if self.wake_days and self.quiet_since_night:
             wake = (int(self.wake_mean.get()) + 720) % 1440
             evidence["usually_up_at"] = f"{wake // 60:02d}:{wake % 60:02d}"
-            text = f"Usually up at {evidence['usually_up_at']}; nothing since {since} ({_duration(minutes)})"
+            text = f"Usually up at {evidence['usually_up_at']}; nothing since {since} ({duration(minutes)})"
         if learned:
             what = "mornings" if morning else "quiet spells"
             text += f"; about 1 in {_one_in(p):,} {what} under this home's normal pattern"
         else:
-            text += f"; fixed rule: nothing for {cfg.floor_silence.total_seconds() / 3600:.0f} h"
+            hours = f"{cfg.floor_silence.total_seconds() / 3600:.0f} h"
+            text += (
+                f"; fixed rule: under {cfg.floor_water_l:g} L of water in {hours}"
+                if dry
+                else f"; fixed rule: nothing for {hours}"
+            )
         return [self._finding(FindingCode.INACTIVITY, Severity.HIGH, onset, now, text, evidence)]
 
-    def _long_flow(self, flow: Flow, now: datetime) -> list[Finding]:
+    def _under_water_rule(self, now: datetime) -> bool:
+        """The deployed rule, under 10 L of water in 12 h, once per dry spell: carebed is never later than it.
+
+        Unlike the rule it holds off while the wearable or the gas shows the resident active in the last hour,
+        which a collapse never does.
+        """
+        cfg = self.config
+        if self.water_floor_alerted or self.water_since is None or now - self.water_since < cfg.floor_silence:
+            return False
+        if sum(self.water_ring) >= cfg.floor_water_l:
+            return False
+        return self.last_other is None or now - self.last_other >= cfg.floor_other_quiet
+
+    def _long_flow(self, flow: Meter, now: datetime) -> list[Finding]:
+        """A flow far longer than this home's flows; a scheduled appliance's usual run is not judged at all.
+
+        On a coarse meter the flow is known to have lasted only until its last reading, not until now.
+        """
         cfg = self.config
         if flow.start is None or flow.alerted or flow.last_flowing is None:
             return []
-        if now - flow.last_flowing > cfg.device_stale:
+        if now - flow.last_flowing > flow.stale_after(cfg.device_stale):
             return []
-        minutes = (now - flow.start).total_seconds() / 60
+        if flow.scheduled_min is not None and not self._overran(flow, now):
+            return []
+        coarse = flow.interval_s is not None and flow.interval_s > COARSE_MIN * 60
+        minutes = ((flow.last_flowing if coarse else now) - flow.start).total_seconds() / 60
         code = FindingCode.LONG_WATER_FLOW if flow.kind is DeviceKind.WATER_METER else FindingCode.LONG_GAS_FLOW
         night = flow.start_night
         hist = flow.night if night and sum(flow.night) >= 10 else flow.day
@@ -566,13 +616,14 @@ class HomePatterns:
             alpha *= 3
         p = flow_tail(hist, _FLOW_PRIOR[flow.kind], cfg.prior_weight, minutes)
         learned = not self._cold() and p < alpha
-        floor = cfg.floor_flow_night if night else cfg.floor_flow
+        # The stricter night floor waits for the home's own nights: an appliance on a timer is learned first.
+        floor = cfg.floor_flow_night if night and not self._cold() else cfg.floor_flow
         if not learned and minutes < floor.total_seconds() / 60:
             return []
         flow.alerted = True
         what = "Water" if flow.kind is DeviceKind.WATER_METER else "Gas"
         normal = self._normal_flow_min(hist)
-        text = f"{what} has been flowing for {_duration(minutes)} since {_clock(flow.start, cfg.tz)}"
+        text = f"{what} has been flowing for {duration(minutes)} since {_clock(flow.start, cfg.tz)}"
         text += f" ({'at night; ' if night else ''}this home's flows rarely pass {normal:.0f} min)"
         evidence = evidence_of(
             basis="learned" if learned else "fixed_floor",
@@ -660,12 +711,11 @@ class HomePatterns:
         self.learned_days += 1
         for model in (self.any, self.fixtures):
             model.decay(cfg.daily_decay)
-        flows = [hist for flow in self.flows.values() for hist in (flow.day, flow.night)]
-        for arr in (self.steps_active, self.steps_total, self.nights, *flows):
+        for arr in (self.steps_active, self.steps_total, self.nights):
             for i in range(len(arr)):
                 arr[i] *= cfg.daily_decay
-        for flow in self.flows.values():
-            flow.episodes *= cfg.daily_decay
+        for meter in self.meters.values():
+            meter.new_day(cfg.daily_decay)
         self.recent_days = [*self.recent_days[-2:], self.day_active]
         findings: list[Finding] = []
         if self.learned_days > 2 * cfg.cold_start_days and len(self.recent_days) == 3:

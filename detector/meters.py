@@ -1,0 +1,196 @@
+"""Pure core of what a utility meter says about the resident: use, continuous flow, a trickle, a schedule.
+
+Meters differ. Some report a flow rate every few minutes; NB-IoT water and gas meters report
+only a cumulative total every 15 or 60 minutes. A reading is judged over the interval since
+the previous one: what was used in it (a volume delta is use somewhere in the interval, not
+at its end), whether it flowed without a break (a reported rate above the threshold, or on a
+coarse meter an average rate over the whole interval that only continuous flow reaches), and
+how much of it was a steady trickle (a cistern leak of 0.03-0.3 L/min, a pilot flame), which
+is neither the resident nor a tap left on.
+
+The trickle is the lowest rate over the last 12-24 hours (two 12-hour blocks, so a night is
+always among them); it is subtracted from every interval, and a trickle that holds for a day
+is a possible leak, a finding for a technician. Flows that start at the same time of day on
+most days (an irrigation timer, a purifier's flush) are learned as a schedule; while one runs
+no longer than usual it is neither use nor a long flow.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from carebed.schemas import DeviceKind
+
+TICK_MIN = 5.0
+FLOW_BINS = 48
+BINS_PER_DAY = 48
+COARSE_MIN = 7.5  # a gap longer than this is a coarse interval: judged by its average rate
+TRICKLE_BLOCK = timedelta(hours=12)
+RATE_GAP_MAX = timedelta(hours=2)  # a longer gap is an outage; its average rate says nothing about a trickle
+OUTAGE_GAPS = 3.0
+SCHEDULE_SHARE = 0.5  # a start time seen on at least half the days is a schedule
+SCHEDULE_MIN_DAYS = 4.0
+SCHEDULE_MIN_FLOW = 15.0  # shorter flows never reach a long-flow alert, so they need no schedule
+LEAK_AFTER = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class MeterUnits:
+    """Thresholds in the meter's own units (litres or m³; rates per minute)."""
+
+    use: float  # least volume above the trickle in one interval that is someone using it
+    running: float  # least reported flow above the trickle that is flowing
+    coarse_running: float  # least average rate over a coarse interval that only continuous flow reaches
+    leak: float  # a trickle at least this fast for a day is a possible leak (0: not judged)
+    flow_per_min: float  # reported flow times this is volume per minute
+
+
+UNITS = {
+    DeviceKind.WATER_METER: MeterUnits(use=1.6, running=0.5, coarse_running=1.0, leak=0.02, flow_per_min=1.0),
+    DeviceKind.GAS_SENSOR: MeterUnits(
+        use=0.002, running=0.02 / 60, coarse_running=0.1 / 60, leak=0.0, flow_per_min=1 / 60
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """What one reading says about the interval since the previous one."""
+
+    used: float  # the whole delta, trickle included (what the fixed "< 10 L in 12 h" rule counts)
+    excess: float  # the delta above the trickle
+    running: bool
+    coarse_min: float | None  # the interval's length when it was judged by its average rate
+
+
+def _floats(n: int) -> array[float]:
+    return array("f", bytes(4 * n))
+
+
+@dataclass(slots=True)
+class Meter:
+    """One meter of a home: its interval, trickle, flow episodes and learned schedule (5-minute bins)."""
+
+    kind: DeviceKind
+    device_id: str | None = None
+    volume: float | None = None
+    ts: datetime | None = None
+    interval_s: float | None = None
+    block_start: datetime | None = None
+    block_min: float = 0.0
+    prev_block_min: float | None = None
+    leak_since: datetime | None = None
+    leak_alerted: bool = False
+    day: array[float] = field(default_factory=lambda: _floats(FLOW_BINS))
+    night: array[float] = field(default_factory=lambda: _floats(FLOW_BINS))
+    starts: array[float] = field(default_factory=lambda: _floats(BINS_PER_DAY))
+    start_minutes: array[float] = field(default_factory=lambda: _floats(BINS_PER_DAY))
+    days: float = 0.0
+    episodes: float = 0.0
+    start: datetime | None = None
+    start_night: bool = False
+    scheduled_min: float | None = None
+    last_flowing: datetime | None = None
+    prev_ts: datetime | None = None
+    alerted: bool = False
+
+    @property
+    def units(self) -> MeterUnits:
+        return UNITS[self.kind]
+
+    def trickle(self) -> float:
+        """The steady rate under all use lately (per minute); 0 until a first 12-hour block has passed."""
+        if self.prev_block_min is None:
+            return 0.0
+        return min(self.block_min, self.prev_block_min)
+
+    def read(self, ts: datetime, volume: float | None, flow: float | None) -> Interval:
+        """Judge the interval ending at this reading. A cumulative total that goes down is re-based, never use."""
+        units = self.units
+        gap = ts - self.ts if self.ts is not None else None
+        gap_min = gap.total_seconds() / 60 if gap is not None and gap > timedelta(0) else None
+        if gap_min is not None:
+            if self.interval_s is None:
+                self.interval_s = gap_min * 60
+            elif gap_min * 60 <= OUTAGE_GAPS * self.interval_s:
+                self.interval_s += 0.1 * (gap_min * 60 - self.interval_s)
+        used = 0.0
+        if volume is not None:
+            if self.volume is not None and volume >= self.volume:
+                used = volume - self.volume
+            self.volume = volume
+        if gap_min is not None or self.ts is None:
+            self.ts = ts
+        trickle = self.trickle()
+        excess = max(0.0, used - trickle * gap_min) if gap_min is not None else used
+        if gap_min is not None and gap is not None and gap <= RATE_GAP_MAX:
+            rate = used / gap_min if volume is not None else (flow or 0.0) * units.flow_per_min
+            self._learn_trickle(ts, rate)
+        coarse = None
+        if flow is not None:
+            running = flow * units.flow_per_min - trickle >= units.running
+        elif gap_min is not None and gap_min > COARSE_MIN:
+            coarse = gap_min
+            running = excess / gap_min >= units.coarse_running
+        else:
+            running = excess > units.use
+        return Interval(used=used, excess=excess, running=running, coarse_min=coarse)
+
+    def _learn_trickle(self, ts: datetime, rate: float) -> None:
+        if self.block_start is None or ts - self.block_start >= TRICKLE_BLOCK:
+            if self.block_start is not None:
+                self.prev_block_min = self.block_min
+            self.block_start, self.block_min = ts, rate
+        else:
+            self.block_min = min(self.block_min, rate)
+
+    def leaking(self, ts: datetime) -> bool:
+        """A trickle of at least the leak rate has held for a day: true once per leak."""
+        leak = self.units.leak
+        if not leak or self.trickle() < leak:
+            if self.trickle() < leak / 2:
+                self.leak_since, self.leak_alerted = None, False
+            return False
+        if self.leak_since is None:
+            self.leak_since = ts
+        if self.leak_alerted or ts - self.leak_since < LEAK_AFTER:
+            return False
+        self.leak_alerted = True
+        return True
+
+    def stale_after(self, floor: timedelta) -> timedelta:
+        """How long after its last reading this meter still counts as reporting: its own interval and a half."""
+        if self.interval_s is None:
+            return floor
+        return max(floor, timedelta(seconds=1.5 * self.interval_s) + timedelta(minutes=TICK_MIN))
+
+    def schedule(self, tod: int) -> float | None:
+        """The usual length of a flow that starts at this half hour on most days, if there is such a schedule."""
+        if self.days < SCHEDULE_MIN_DAYS:
+            return None
+        near = [(tod + offset) % BINS_PER_DAY for offset in (-1, 0, 1)]
+        starts = sum(self.starts[b] for b in near)
+        if starts < SCHEDULE_SHARE * self.days:
+            return None
+        return sum(self.start_minutes[b] for b in near) / starts
+
+    def learn_episode(self, tod: int, minutes: float) -> None:
+        """A long enough flow counts towards its start time's schedule; a flow of the schedule is not normal use."""
+        if minutes >= SCHEDULE_MIN_FLOW:
+            self.starts[tod] += 1
+            self.start_minutes[tod] += minutes
+        if self.scheduled_min is not None:
+            return
+        hist = self.night if self.start_night else self.day
+        hist[min(FLOW_BINS - 1, round(minutes / TICK_MIN))] += 1
+        self.episodes += 1
+
+    def new_day(self, decay: float) -> None:
+        """A fully observed day: forget a little of everything learned."""
+        for arr in (self.day, self.night, self.starts, self.start_minutes):
+            for i in range(len(arr)):
+                arr[i] *= decay
+        self.episodes *= decay
+        self.days = self.days * decay + 1
