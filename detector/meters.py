@@ -19,18 +19,18 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 from carebed.schemas import DeviceKind
 
 TICK_MIN = 5.0
 FLOW_BINS = 48
-BINS_PER_DAY = 48
+START_BINS = 96  # quarter hours: a timer starts to the minute, a person's habits spread over the hour
 COARSE_MIN = 7.5  # a gap longer than this is a coarse interval: judged by its average rate
 TRICKLE_BLOCK = timedelta(hours=12)
 RATE_GAP_MAX = timedelta(hours=2)  # a longer gap is an outage; its average rate says nothing about a trickle
 OUTAGE_GAPS = 3.0
-SCHEDULE_SHARE = 0.5  # a start time seen on at least half the days is a schedule
+SCHEDULE_SHARE = 0.8  # a start in the same half hour on at least 80 % of days is a timer, not a habit
 SCHEDULE_MIN_DAYS = 4.0
 SCHEDULE_MIN_FLOW = 15.0  # shorter flows never reach a long-flow alert, so they need no schedule
 LEAK_AFTER = timedelta(hours=24)
@@ -41,16 +41,35 @@ class MeterUnits:
     """Thresholds in the meter's own units (litres or m³; rates per minute)."""
 
     use: float  # least volume above the trickle in one interval that is someone using it
+    steady_use: float  # ... unless its rate is the previous interval's (a trickle not yet learned): then this much
+    steady: float  # rates closer than this (per minute) to the previous interval's are steady
     running: float  # least reported flow above the trickle that is flowing
     coarse_running: float  # least average rate over a coarse interval that only continuous flow reaches
     leak: float  # a trickle at least this fast for a day is a possible leak (0: not judged)
     flow_per_min: float  # reported flow times this is volume per minute
+    schedules: bool  # appliances on timers are learned (water: irrigation, purifiers, washing machines)
 
 
 UNITS = {
-    DeviceKind.WATER_METER: MeterUnits(use=1.6, running=0.5, coarse_running=1.0, leak=0.02, flow_per_min=1.0),
+    DeviceKind.WATER_METER: MeterUnits(
+        use=0.5,
+        steady_use=1.6,
+        steady=0.05,
+        running=0.5,
+        coarse_running=1.0,
+        leak=0.02,
+        flow_per_min=1.0,
+        schedules=True,
+    ),
     DeviceKind.GAS_SENSOR: MeterUnits(
-        use=0.002, running=0.02 / 60, coarse_running=0.1 / 60, leak=0.0, flow_per_min=1 / 60
+        use=0.002,
+        steady_use=0.002,
+        steady=0.0,
+        running=0.02 / 60,
+        coarse_running=0.1 / 60,
+        leak=0.0,
+        flow_per_min=1 / 60,
+        schedules=False,
     ),
 }
 
@@ -61,8 +80,13 @@ class Interval:
 
     used: float  # the whole delta, trickle included (what the fixed "< 10 L in 12 h" rule counts)
     excess: float  # the delta above the trickle
+    use: bool  # someone used it: enough above the trickle, and not just the same rate as before
     running: bool
-    coarse_min: float | None  # the interval's length when it was judged by its average rate
+
+
+def _quarter(ts: datetime, tz: tzinfo) -> int:
+    local = ts.astimezone(tz)
+    return local.hour * 4 + local.minute // 15
 
 
 def _floats(n: int) -> array[float]:
@@ -81,12 +105,13 @@ class Meter:
     block_start: datetime | None = None
     block_min: float = 0.0
     prev_block_min: float | None = None
+    prev_rate: float | None = None
     leak_since: datetime | None = None
     leak_alerted: bool = False
     day: array[float] = field(default_factory=lambda: _floats(FLOW_BINS))
     night: array[float] = field(default_factory=lambda: _floats(FLOW_BINS))
-    starts: array[float] = field(default_factory=lambda: _floats(BINS_PER_DAY))
-    start_minutes: array[float] = field(default_factory=lambda: _floats(BINS_PER_DAY))
+    starts: array[float] = field(default_factory=lambda: _floats(START_BINS))
+    start_minutes: array[float] = field(default_factory=lambda: _floats(START_BINS))
     days: float = 0.0
     episodes: float = 0.0
     start: datetime | None = None
@@ -125,18 +150,20 @@ class Meter:
             self.ts = ts
         trickle = self.trickle()
         excess = max(0.0, used - trickle * gap_min) if gap_min is not None else used
+        steady = False
         if gap_min is not None and gap is not None and gap <= RATE_GAP_MAX:
             rate = used / gap_min if volume is not None else (flow or 0.0) * units.flow_per_min
+            steady = self.prev_rate is not None and abs(rate - self.prev_rate) < units.steady
+            self.prev_rate = rate
             self._learn_trickle(ts, rate)
-        coarse = None
+        use = excess > (units.steady_use if steady else units.use)
         if flow is not None:
             running = flow * units.flow_per_min - trickle >= units.running
-        elif gap_min is not None and gap_min > COARSE_MIN:
-            coarse = gap_min
-            running = excess / gap_min >= units.coarse_running
+        elif gap_min is not None:
+            running = excess / gap_min >= (units.coarse_running if gap_min > COARSE_MIN else units.running)
         else:
-            running = excess > units.use
-        return Interval(used=used, excess=excess, running=running, coarse_min=coarse)
+            running = False
+        return Interval(used=used, excess=excess, use=use, running=running)
 
     def _learn_trickle(self, ts: datetime, rate: float) -> None:
         if self.block_start is None or ts - self.block_start >= TRICKLE_BLOCK:
@@ -166,21 +193,27 @@ class Meter:
             return floor
         return max(floor, timedelta(seconds=1.5 * self.interval_s) + timedelta(minutes=TICK_MIN))
 
-    def schedule(self, tod: int) -> float | None:
-        """The usual length of a flow that starts at this half hour on most days, if there is such a schedule."""
-        if self.days < SCHEDULE_MIN_DAYS:
+    def schedule(self, start: datetime, tz: tzinfo) -> float | None:
+        """The usual length of a water flow that starts at this quarter hour on most days: an appliance on a timer.
+
+        A resident's shower or cooking at their usual hour spreads over more than half an hour from day to day
+        and stays the resident's; gas is never scheduled.
+        """
+        if not self.units.schedules or self.days < SCHEDULE_MIN_DAYS:
             return None
-        near = [(tod + offset) % BINS_PER_DAY for offset in (-1, 0, 1)]
-        starts = sum(self.starts[b] for b in near)
+        b = _quarter(start, tz)
+        pair = max(((b - 1) % START_BINS, b), (b, (b + 1) % START_BINS), key=lambda p: sum(self.starts[i] for i in p))
+        starts = sum(self.starts[i] for i in pair)
         if starts < SCHEDULE_SHARE * self.days:
             return None
-        return sum(self.start_minutes[b] for b in near) / starts
+        return sum(self.start_minutes[i] for i in pair) / starts
 
-    def learn_episode(self, tod: int, minutes: float) -> None:
+    def learn_episode(self, start: datetime, tz: tzinfo, minutes: float) -> None:
         """A long enough flow counts towards its start time's schedule; a flow of the schedule is not normal use."""
         if minutes >= SCHEDULE_MIN_FLOW:
-            self.starts[tod] += 1
-            self.start_minutes[tod] += minutes
+            b = _quarter(start, tz)
+            self.starts[b] += 1
+            self.start_minutes[b] += minutes
         if self.scheduled_min is not None:
             return
         hist = self.night if self.start_night else self.day

@@ -34,7 +34,10 @@ from carebed.schemas import (
     Severity,
     evidence_of,
 )
+from detector.decline import SHARE as DECLINE_SHARE
+from detector.decline import DailyTotals, Decline
 from detector.meters import COARSE_MIN, FLOW_BINS, Interval, Meter
+from detector.night import NightWatch
 from detector.wording import duration
 
 TICK = timedelta(minutes=5)
@@ -44,7 +47,6 @@ AGE_EDGES_MIN = (10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0)
 AGES = len(AGE_EDGES_MIN) + 1
 CALIBRATION_LEVELS = 8
 WINDOW_TICKS = 12
-WANDER_MIN_TICKS = 5
 DEEP_NIGHT_RATE = 0.05
 WAKE_SD_FLOOR_MIN = 20.0
 RISING_FROM_NOON = (14 * 60, 24 * 60)  # 02:00 to 12:00: a stir in the evening is not getting up
@@ -65,7 +67,6 @@ class PatternConfig:
     late_morning_alpha: float = 0.001
     flow_false_per_month: float = 0.1
     wander_alpha: float = 0.002
-    decline_alpha: float = 0.001
     floor_silence: timedelta = timedelta(hours=12)
     floor_water_l: float = 10.0
     floor_other_quiet: timedelta = timedelta(hours=1)
@@ -262,10 +263,6 @@ def flow_tail(counts: Sequence[float], prior: Sequence[float], prior_weight: flo
     return survival[start] * math.exp(-(minutes - start * TICK_MIN) / tau)
 
 
-def _binomial_tail(n: int, k: int, p: float) -> float:
-    return sum(math.comb(n, j) * p**j * (1 - p) ** (n - j) for j in range(k, n + 1))
-
-
 class HomePatterns:
     """One home's learned baselines and open situations; the whole object is the home's checkpointed state."""
 
@@ -280,18 +277,15 @@ class HomePatterns:
         self.water_since: datetime | None = None
         self.water_floor_alerted = False
         self.last_other: datetime | None = None
-        self.steps_active = array("f", bytes(4 * BINS_PER_DAY))
-        self.steps_total = array("f", bytes(4 * BINS_PER_DAY))
-        self.nights = array("f", bytes(4 * (WINDOW_TICKS + 1)))
-        self.daily_mean = stats.EWMean(fading_factor=0.1)
-        self.daily_var = stats.EWVar(fading_factor=0.1)
+        self.walking = NightWatch(min_ticks=5)
+        self.using = NightWatch(min_ticks=3)
+        self.daily = DailyTotals()
         self.wake_mean = stats.EWMean(fading_factor=0.1)
         self.wake_var = stats.EWVar(fading_factor=0.1)
         self.wake_days = 0
         self.awaiting_wake = False
         self.quiet_since_night = False
         self.active_mask = 0
-        self.recent_days: list[int] = []
         self.sensitivity: dict[FindingCode, float] = {}
         self.next_tick: datetime | None = None
         self.last_seen: dict[DeviceKind, datetime] = {}
@@ -303,15 +297,11 @@ class HomePatterns:
         self.last_any: datetime | None = None
         self.last_fixture_use: datetime | None = None
         self.silence_alerted = False
-        self.step_mask = 0
-        self.night_ticks = 0
-        self.tonight_max = 0
-        self.wander_alerted = False
         self.day_date: str | None = None
         self.day_ticks = 0
         self.day_active = 0
+        self.day_use = [0.0, 0.0, 0.0]  # steps, litres of water, m³ of gas today
         self.learned_days = 0
-        self.declined = False
         self.away_until: datetime | None = None
         self.was_away = False
 
@@ -331,6 +321,7 @@ class HomePatterns:
                 self.worn = reading.worn
             if reading.steps is not None:
                 if self.last_steps is not None and reading.steps > self.last_steps:
+                    self.day_use[0] += reading.steps - self.last_steps
                     self._activity(ts)
                 self.last_steps = reading.steps
         elif kind is DeviceKind.WATER_METER:
@@ -384,7 +375,8 @@ class HomePatterns:
             self.water_since = self.water_since or ts
         self._flow(meter, ts, interval)
         scheduled = meter.start is not None and meter.scheduled_min is not None and not self._overran(meter, ts)
-        if (interval.excess > meter.units.use or interval.running) and not scheduled:
+        if (interval.use or interval.running) and not scheduled:
+            self.day_use[1 if reading.device_kind is DeviceKind.WATER_METER else 2] += interval.excess
             self._activity(ts, reading.device_kind)
         if meter.leaking(ts):
             return [self._leak(meter, ts)]
@@ -395,15 +387,14 @@ class HomePatterns:
         if interval.running:
             if meter.start is None:
                 meter.start = meter.prev_ts or ts
-                tod = tod_bin(meter.start, self.config.tz)
-                meter.start_night = self._is_night(tod)
-                meter.scheduled_min = meter.schedule(tod)
+                meter.start_night = self._is_night(tod_bin(meter.start, self.config.tz))
+                meter.scheduled_min = meter.schedule(meter.start, self.config.tz)
             meter.last_flowing = ts
         elif meter.start is not None:
             end = meter.last_flowing or ts
             if not meter.alerted and not self._away(ts):
                 minutes = (end - meter.start).total_seconds() / 60
-                meter.learn_episode(tod_bin(meter.start, self.config.tz), minutes)
+                meter.learn_episode(meter.start, self.config.tz, minutes)
             meter.start = meter.scheduled_min = None
             meter.alerted = False
         meter.prev_ts = ts
@@ -447,9 +438,7 @@ class HomePatterns:
 
     def _step_rate(self, tod: int) -> float:
         """How often this person takes steps in this half hour (prior: rarely from 23:00 to 05:00)."""
-        prior = 0.03 if tod >= 46 or tod < 10 else 0.5
-        k = 2 * self.config.prior_weight
-        return (self.steps_active[tod] + k * prior) / (self.steps_total[tod] + k)
+        return self.walking.rate(tod, 0.03 if tod >= 46 or tod < 10 else 0.5, 2 * self.config.prior_weight)
 
     def _is_night(self, tod: int) -> bool:
         """This person's usual sleeping half hours."""
@@ -482,7 +471,9 @@ class HomePatterns:
         self._morning(now, tod, active, learn and (wearable or fixtures))
         findings = self._day(now, active, wearable or fixtures, away)
         if wearable:
-            findings.extend(self._night(now, tod, steps, learn, away))
+            findings.extend(self._wander(self.walking, now, tod, steps, learn, not away))
+        if fixtures:
+            findings.extend(self._wander(self.using, now, tod, fixture_use, learn, not (away or wearable)))
         if away:
             return findings
         findings.extend(self._inactivity(now, wearable, fixtures))
@@ -647,49 +638,29 @@ class HomePatterns:
                 return i * TICK_MIN
         return (FLOW_BINS - 1) * TICK_MIN
 
-    def _night(self, now: datetime, tod: int, steps: bool, learn: bool, away: bool) -> list[Finding]:
-        """Steps in this person's deep night: judged on the last hour against their own night-time step rate."""
-        self.step_mask = ((self.step_mask << 1) | int(steps)) & ((1 << WINDOW_TICKS) - 1)
-        rate = self._step_rate(tod)
-        if rate >= DEEP_NIGHT_RATE:
-            if self.night_ticks and learn:
-                self.nights[min(WINDOW_TICKS, self.tonight_max)] += 1
-            self.night_ticks = self.tonight_max = 0
-            self.wander_alerted = False
-            self._learn_steps(tod, steps, learn)
+    def _wander(
+        self, watch: NightWatch, now: datetime, tod: int, active: bool, learn: bool, judge: bool
+    ) -> list[Finding]:
+        """Sustained activity in this person's deep night on one channel, against its own night-time rate."""
+        deep = self._step_rate(tod) < DEEP_NIGHT_RATE
+        steps = watch is self.walking
+        rate = self._step_rate(tod) if steps else watch.rate(tod, 0.02 if deep else 0.1, 2 * self.config.prior_weight)
+        alpha = self.config.wander_alpha * self.sensitivity.get(FindingCode.NIGHT_WANDERING, 1.0)
+        found = watch.step(tod, active, learn, deep, rate, alpha if judge and not self._cold() else 0.0)
+        if found is None:
             return []
-        self.night_ticks += 1
-        window = self.step_mask & ((1 << min(self.night_ticks, WINDOW_TICKS)) - 1)
-        active = window.bit_count()
-        self.tonight_max = max(self.tonight_max, active)
-        # A wandering episode must not teach the night that wandering is normal while it lasts.
-        self._learn_steps(tod, steps, learn and active < 2)
-        if active < 2:
-            self.wander_alerted = False
-        if active < WANDER_MIN_TICKS or self.wander_alerted or away or self._cold():
-            return []
-        per_night = min(1.0, 8 * _binomial_tail(WINDOW_TICKS, active, max(0.01, rate)))
-        nights = sum(self.nights)
-        reached = sum(self.nights[active:])
-        p = max(per_night, reached / (nights + 1)) if reached else per_night
-        if p >= self.config.wander_alpha * self.sensitivity.get(FindingCode.NIGHT_WANDERING, 1.0):
-            return []
-        self.wander_alerted = True
-        onset = now - TICK * window.bit_length()
-        minutes = active * TICK_MIN
+        p = found.probability
+        onset = now - TICK * found.window_ticks
+        minutes = found.active_ticks * TICK_MIN
+        what = "Walking at night" if steps else "Water or gas in use at night (the watch is off)"
         text = (
-            f"Walking at night since {_clock(onset, self.config.tz)} ({minutes:.0f} of the last 60 min);"
+            f"{what} since {_clock(onset, self.config.tz)} ({minutes:.0f} of the last 60 min);"
             f" about 1 in {_one_in(p):,} nights under this person's normal pattern"
         )
-        evidence = evidence_of(active_min=minutes, window_min=60, one_in=_one_in(p))
+        channel = "wearable" if steps else "water, gas"
+        evidence = evidence_of(active_min=minutes, window_min=60, one_in=_one_in(p), channels=channel)
         evidence["probability"] = _significant(p)
         return [self._finding(FindingCode.NIGHT_WANDERING, Severity.MEDIUM, onset, now, text, evidence)]
-
-    def _learn_steps(self, tod: int, steps: bool, learn: bool) -> None:
-        if learn:
-            self.steps_total[tod] += 1
-            if steps:
-                self.steps_active[tod] += 1
 
     def _day(self, now: datetime, active: bool, observed: bool, away: bool) -> list[Finding]:
         """Daily totals: count learned days, decay the baselines, and look for a multi-day decline."""
@@ -699,6 +670,7 @@ class HomePatterns:
             findings = self._close_day(now)
         if self.day_date != date:
             self.day_date, self.day_ticks, self.day_active = date, 0, 0
+            self.day_use = [0.0, 0.0, 0.0]
         if observed and not away:
             self.day_ticks += 1
             self.day_active += int(active)
@@ -711,43 +683,28 @@ class HomePatterns:
         self.learned_days += 1
         for model in (self.any, self.fixtures):
             model.decay(cfg.daily_decay)
-        for arr in (self.steps_active, self.steps_total, self.nights):
-            for i in range(len(arr)):
-                arr[i] *= cfg.daily_decay
+        for watch in (self.walking, self.using):
+            watch.decay(cfg.daily_decay)
         for meter in self.meters.values():
             meter.new_day(cfg.daily_decay)
-        self.recent_days = [*self.recent_days[-2:], self.day_active]
-        findings: list[Finding] = []
-        if self.learned_days > 2 * cfg.cold_start_days and len(self.recent_days) == 3:
-            findings = self._decline(now)
-        if not self.declined:
-            self.daily_mean.update(self.day_active)
-            self.daily_var.update(self.day_active)
-        return findings
+        if self._away(now):
+            return []
+        # An operator's "false alarm" asks for a deeper fall before the next one.
+        limit = DECLINE_SHARE * self.sensitivity.get(FindingCode.ACTIVITY_DECLINE, 1.0) ** 0.25
+        decline = self.daily.add_day((float(self.day_active), *self.day_use), limit)
+        return [] if decline is None else [self._decline(now, decline)]
 
-    def _decline(self, now: datetime) -> list[Finding]:
-        baseline = self.daily_mean.get()
-        sd = max(math.sqrt(self.daily_var.get()), 0.05 * baseline, 1.0)
-        recent = sum(self.recent_days) / 3
-        if recent > 0.8 * baseline:
-            self.declined = False
-            return []
-        z = (baseline - recent) / (sd / math.sqrt(3))
-        p = 0.5 * math.erfc(z / math.sqrt(2))
-        alpha = self.config.decline_alpha * self.sensitivity.get(FindingCode.ACTIVITY_DECLINE, 1.0)
-        if self.declined or recent > 0.75 * baseline or p >= alpha:
-            return []
-        self.declined = True
+    def _decline(self, now: datetime, decline: Decline) -> Finding:
         local_midnight = now.astimezone(self.config.tz).replace(hour=0, minute=0, second=0, microsecond=0)
-        onset = (local_midnight - timedelta(days=3)).astimezone(UTC)
-        share = recent / baseline
+        onset = (local_midnight - timedelta(days=2)).astimezone(UTC)
+        p = 1 / (decline.usual_days + 1) ** 2
         text = (
-            f"Activity over the last 3 days is {share:.0%} of this home's usual level"
-            f" ({recent * TICK_MIN / 60:.1f} h a day active, usually {baseline * TICK_MIN / 60:.1f} h)"
+            f"Activity over the last 2 days is {decline.share:.0%} of this home's usual level, lower than on any of"
+            f" its last {decline.usual_days} usual days"
         )
-        evidence = evidence_of(share_of_usual=share, one_in=_one_in(p))
+        evidence = evidence_of(share_of_usual=round(decline.share, 3), usual_days=decline.usual_days, one_in=_one_in(p))
         evidence["probability"] = _significant(p)
-        return [self._finding(FindingCode.ACTIVITY_DECLINE, Severity.LOW, onset, now, text, evidence)]
+        return self._finding(FindingCode.ACTIVITY_DECLINE, Severity.LOW, onset, now, text, evidence)
 
     def _finding(
         self,

@@ -37,6 +37,8 @@ class Home:
     stop_at: datetime | None = None  # the resident collapses: nothing but the appliances from here
     tap_on: tuple[datetime, int] | None = None  # a tap left running at 6 L/min from then, for minutes
     low_from_day: int | None = None  # illness: activity falls over 4 days to 40 % from this day
+    watch_off_at_night: bool = False  # the watch is on the night stand from 22:00 to 07:00
+    wandering: tuple[datetime, int] | None = None  # up at night from then, for minutes: walks, taps, kettle
     minutes: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -108,6 +110,15 @@ def readings(home: Home) -> Iterator[Reading]:
         for m in range(first, min(first + home.tap_on[1], home.minutes)):
             water[m] += 6.0
             flow[m] += 6.0
+    if home.wandering is not None:
+        first = int((home.wandering[0] - START).total_seconds() // 60)
+        for m in range(first, min(first + home.wandering[1], home.minutes)):
+            steps[m] += 8
+            if (m - first) % 12 == 0:
+                water[m] += 2.0
+                flow[m] += 2.0
+            if (m - first) % 30 < 4:
+                gas[m] += 0.3 / 60
     volume, gas_volume, step_count = 1000.0, 10.0, 0
     for minute in range(home.minutes):
         volume += water[minute]
@@ -115,7 +126,8 @@ def readings(home: Home) -> Iterator[Reading]:
         step_count += steps[minute]
         ts = START + timedelta(minutes=minute + 1)
         if home.wearable and (minute + 1) % 5 == 0:
-            yield _reading(DeviceKind.WEARABLE, ts, steps=step_count, worn=True)
+            off = home.watch_off_at_night and not 7 <= (minute / 60) % 24 < 22
+            yield _reading(DeviceKind.WEARABLE, ts, steps=step_count, worn=not off)
         if (minute + 1) % home.meter_every_min == 0:
             rate = flow[minute] if home.flow_field else None
             yield _reading(DeviceKind.WATER_METER, ts, water_volume_l=round(volume, 2), water_flow_l_min=rate)
