@@ -196,16 +196,44 @@ def simulate(
 
 
 @main.command("eval")
-@click.option("--homes", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--days", type=click.IntRange(min=2), default=30, show_default=True)
+@click.option(
+    "--homes", type=click.IntRange(min=1), help="Homes (per seed and profile)  [default: 20; 15 with --profile]"
+)
+@click.option("--days", type=click.IntRange(min=2), help="Days per home  [default: 30; 45 with --profile]")
 @click.option("--seed", type=int, default=7, show_default=True)
+@click.option(
+    "--profile",
+    "profiles",
+    multiple=True,
+    help="Score a population of deployments (repeatable, or `all`); see docs/detection.md.",
+)
+@click.option(
+    "--seeds",
+    help="With --profile: `tuning`, `report` (the held-out seeds) or a comma-separated list  [default: --seed]",
+)
+@click.option(
+    "--real",
+    "real",
+    multiple=True,
+    help="Real homes instead: kasteren:DIR or placelab:DIR (repeatable), cut at random moments as collapses.",
+)
+@click.option("--truncations", type=click.IntRange(min=1), default=12, show_default=True, help="Cuts per real home.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @click.option("--ground-truth", type=click.File("w", encoding="utf-8"), help="Write the incidents (JSON lines) here.")
 @click.option(
     "--readings", type=click.File("w", encoding="utf-8"), help="Write the readings and away feedback here, for replay."
 )
 def eval_(
-    homes: int, days: int, seed: int, as_json: bool, ground_truth: TextIO | None, readings: TextIO | None
+    homes: int | None,
+    days: int | None,
+    seed: int,
+    profiles: tuple[str, ...],
+    seeds: str | None,
+    real: tuple[str, ...],
+    truncations: int,
+    as_json: bool,
+    ground_truth: TextIO | None,
+    readings: TextIO | None,
 ) -> None:
     """Simulate homes in memory, run the detector in event time and score it against the ground truth."""
     import json
@@ -213,12 +241,18 @@ def eval_(
     from rich.console import Console
     from rich.progress import Progress
 
-    from detector.evaluation import EvalPlan, evaluate, report_tables
-    from detector.replay import write_simulation
+    if real:
+        _eval_real(real, truncations, seed, as_json)
+        return
+    if profiles:
+        _eval_matrix(profiles, seeds, seed, homes or 15, days or 45, as_json, ground_truth or readings)
+        return
+    from evaluation.core import EvalPlan, evaluate, report_tables
+    from evaluation.replay import write_simulation
 
-    plan = EvalPlan(homes=homes, days=days, seed=seed, tz=get_settings().tz)
+    plan = EvalPlan(homes=homes or 20, days=days or 30, seed=seed, tz=get_settings().tz)
     with Progress(console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task("simulating and detecting", total=homes)
+        task = progress.add_task("simulating and detecting", total=plan.homes)
         report = evaluate(
             plan,
             lambda done: progress.update(task, completed=done),
@@ -232,13 +266,94 @@ def eval_(
             console.print(table)
 
 
+def _eval_real(specs: tuple[str, ...], truncations: int, seed: int, as_json: bool) -> None:
+    import json
+
+    from rich.console import Console
+
+    from detector.service import pattern_config, rule_config
+    from evaluation.real import load, real_table, run_real
+
+    settings = get_settings()
+    try:
+        homes = [load(spec) for spec in specs]
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--real") from None
+    report = run_real(homes, settings.tz, truncations, seed, rule_config(settings), pattern_config(settings))
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        Console(width=max(160, Console().width)).print(real_table(report))
+
+
+@main.command("convert-dataset")
+@click.argument("spec")
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-", help="Readings (JSON lines).")
+def convert_dataset(spec: str, output: TextIO) -> None:
+    """Turn a public dataset (kasteren:DIR or placelab:DIR) into `carebed replay` input; see docs/detection.md."""
+    from evaluation.populations import HomeCase
+    from evaluation.real import kit_of, load
+    from evaluation.replay import write_case
+
+    try:
+        home = load(spec)
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(str(exc), param_hint="SPEC") from None
+    timeline = home.timeline(get_settings().tz)
+    write_case(HomeCase(timeline, kit_of(timeline)), output)
+    skipped = ", ".join(f"{n} {reason}" for reason, n in home.skipped.items())
+    click.echo(
+        f"{home.home_id}: {timeline.days} days, {len(home.water)} water and {len(home.gas)} gas uses,"
+        f" {len(timeline.away)} declared absences" + (f"; skipped {skipped}" if skipped else ""),
+        err=True,
+    )
+
+
+def _eval_matrix(
+    profiles: tuple[str, ...], seeds: str | None, seed: int, homes: int, days: int, as_json: bool, files: TextIO | None
+) -> None:
+    import json
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from detector.service import pattern_config, rule_config
+    from evaluation.matrix import SEED_SETS, MatrixPlan, run_matrix
+    from evaluation.matrix import matrix_tables as tables
+    from evaluation.populations import POPULATIONS
+
+    if files is not None:
+        raise click.UsageError("--ground-truth and --readings write today's profile only: leave out --profile")
+    names = tuple(POPULATIONS) if "all" in profiles else profiles
+    unknown = [p for p in names if p not in POPULATIONS]
+    if unknown:
+        raise click.BadParameter(
+            f"{', '.join(unknown)}; choose from all, {', '.join(POPULATIONS)}", param_hint="--profile"
+        )
+    try:
+        chosen = SEED_SETS[seeds] if seeds in SEED_SETS else tuple(int(s) for s in (seeds or str(seed)).split(","))
+    except ValueError:
+        raise click.BadParameter("tuning, report or integers separated by commas", param_hint="--seeds") from None
+    settings = get_settings()
+    plan = MatrixPlan(profiles=names, seeds=chosen, homes=homes, days=days, tz=settings.tz)
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("simulating and detecting", total=len(names) * len(chosen) * homes)
+        report = run_matrix(plan, rule_config(settings), pattern_config(settings), lambda: progress.advance(task))
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        console = Console(width=max(160, Console().width))
+        for table in tables(report):
+            console.print(table)
+
+
 @main.command()
 @click.argument("path", type=click.File("r", encoding="utf-8"))
 @click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-", help="Findings (JSON lines).")
 def replay(path: TextIO, output: TextIO) -> None:
     """Run the detector over normalised readings (JSON lines, see docs/detection.md) and write its findings."""
-    from detector.replay import replay as run_replay
     from detector.service import pattern_config, rule_config
+    from evaluation.replay import replay as run_replay
 
     settings = get_settings()
     _report(run_replay(path, output, rule_config(settings), pattern_config(settings)))
@@ -251,8 +366,8 @@ def score_series(path: TextIO, output: TextIO) -> None:
     """Score a `timestamp,value` CSV with the learned time-of-day inactivity model; writes `timestamp,value,score`."""
     import csv
 
-    from detector.replay import score_series as run_scoring
     from detector.service import pattern_config
+    from evaluation.replay import score_series as run_scoring
 
     _report(run_scoring(csv.reader(path), output, pattern_config(get_settings())))
 

@@ -1,7 +1,8 @@
 """Pure core of the fixed rules that services use today, kept to compare the learned layer against.
 
 "Less than 0.01 m³ of water in N hours" (Shenzhen and Shanghai: 12 h; K-water: 24 h; a
-Japanese pilot: 8 h) and "water or gas flowing without a break for 2 h". They honour away
+Japanese pilot: 8 h) and "water or gas flowing without a break for 2 h" (from a meter that sends totals only, the mean
+flow between two totals). They honour away
 periods like the learned layer does, so a comparison on the same data is fair.
 """
 
@@ -105,13 +106,16 @@ class ContinuousFlowRule(_Rule):
         self.limit = limit
         self.since: dict[DeviceKind, datetime | None] = {}
         self.fired: dict[DeviceKind, bool] = {}
+        self.totals: dict[DeviceKind, tuple[datetime, float]] = {}
 
     def process(self, reading: Reading) -> list[Finding]:
         kind = reading.device_kind
         if kind is DeviceKind.WATER_METER:
-            flowing, code = (reading.water_flow_l_min or 0.0) > 0.1, FindingCode.LONG_WATER_FLOW
+            rate = self._rate(reading, reading.water_flow_l_min, reading.water_volume_l, 1.0)
+            flowing, code = rate > 0.1, FindingCode.LONG_WATER_FLOW
         elif kind is DeviceKind.GAS_SENSOR:
-            flowing, code = (reading.gas_flow_m3_h or 0.0) > 0.02, FindingCode.LONG_GAS_FLOW
+            rate = self._rate(reading, reading.gas_flow_m3_h, reading.gas_volume_m3, 60.0)
+            flowing, code = rate > 0.02, FindingCode.LONG_GAS_FLOW
         else:
             return []
         if not flowing:
@@ -124,6 +128,17 @@ class ContinuousFlowRule(_Rule):
             return []
         self.fired[kind] = True
         return [self._finding(reading, code, since, f"Flowing without a break for {self.limit} or more")]
+
+    def _rate(self, reading: Reading, flow: float | None, volume: float | None, per_minute: float) -> float:
+        """The reported flow, or for a meter that sends totals only, the mean flow since its last total."""
+        last = self.totals.get(reading.device_kind)
+        if volume is not None:
+            self.totals[reading.device_kind] = (reading.ts, volume)
+        if flow is not None:
+            return flow
+        if volume is None or last is None or reading.ts <= last[0] or volume < last[1]:
+            return 0.0
+        return (volume - last[1]) / ((reading.ts - last[0]).total_seconds() / 60) * per_minute
 
 
 def fixed_rules() -> dict[str, NoWaterRule | ContinuousFlowRule]:

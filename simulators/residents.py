@@ -72,6 +72,28 @@ PROFILES = {
 
 
 @dataclass(frozen=True, slots=True)
+class Illness:
+    """A gradual decline: activity falls by ``drop`` over ``ramp_days``, stays low ``low_days``, recovers in two."""
+
+    drop: float
+    ramp_days: int
+    low_days: int
+
+    @property
+    def days(self) -> int:
+        """The incident's window: the decline and the low days (recovery is not the incident)."""
+        return self.ramp_days + self.low_days
+
+    def factors(self) -> tuple[float, ...]:
+        low = 1 - self.drop
+        ramp = tuple(1 - self.drop * (k + 1) / self.ramp_days for k in range(self.ramp_days))
+        return ramp + (low,) * self.low_days + (low + self.drop / 3, low + 2 * self.drop / 3)
+
+
+_LEGACY_ILLNESS = tuple(1 - 0.65 * min(1.0, (k + 1) / 6) if k < 9 else 0.35 + 0.2 * (k - 8) for k in range(12))
+
+
+@dataclass(frozen=True, slots=True)
 class GroundTruth:
     """One injected incident; ``normal_max_min`` is the home's longest normal flow, for the flow incidents."""
 
@@ -279,24 +301,31 @@ def build_timeline(
     profile: str | None = None,
     trips: bool = True,
     faults: bool = True,
+    resident: Profile | None = None,
+    illness: Illness | None = None,
 ) -> Timeline:
-    """Draw a home's ``days`` from local midnight of ``start``, with the given incidents on free days."""
+    """Draw a home's ``days`` from local midnight of ``start``, with the given incidents on free days.
+
+    ``resident`` replaces the named profiles (the evaluation's populations vary them per home);
+    ``illness`` replaces the default decline (to 35 % over six days, then recovery).
+    """
     rng = random.Random(seed)
-    chosen = PROFILES[profile] if profile else rng.choice(list(PROFILES.values()))
+    chosen = resident or (PROFILES[profile] if profile else rng.choice(list(PROFILES.values())))
     local = start.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
     t = Timeline(home_id, chosen, local.astimezone(UTC), days)
     b = _Builder(t, rng, tz)
     blocked: set[int] = set()
     plans: list[tuple[IncidentType, int]] = []
     for incident in incidents:
-        span = 12 if incident is IncidentType.ILLNESS else 5 if incident.value.startswith("collapse") else 1
+        sick = illness.factors() if illness else _LEGACY_ILLNESS
+        span = len(sick) if incident is IncidentType.ILLNESS else 5 if incident.value.startswith("collapse") else 1
         d = _free_day(rng, min(incidents_from_day, days // 2), days - span, blocked, span)
         if d is not None:
             plans.append((incident, d))
             if incident is IncidentType.ILLNESS:
-                for k in range(12):
+                for k, factor in enumerate(sick):
                     if d + k < days:
-                        b.factor[d + k] = 1 - 0.65 * min(1.0, (k + 1) / 6) if k < 9 else 0.35 + 0.2 * (k - 8)
+                        b.factor[d + k] = factor
     away: list[tuple[int, int]] = []
     d = 2
     while trips and d < days:
@@ -315,7 +344,7 @@ def build_timeline(
         b.clear(leave, back, keep_steps=b.takes_watch)
         t.away.append(Away(t.at(leave), t.at(back), declared=rng.random() < 0.6))
     for incident, day in plans:
-        _inject(b, incident, day, water_normal, gas_normal)
+        _inject(b, incident, day, water_normal, gas_normal, illness.days if illness else 12)
     if faults:
         _faults(b)
     t.incidents.sort(key=lambda g: g.onset)
@@ -323,7 +352,9 @@ def build_timeline(
     return t
 
 
-def _inject(b: _Builder, incident: IncidentType, day: int, water_normal: float, gas_normal: float) -> None:
+def _inject(
+    b: _Builder, incident: IncidentType, day: int, water_normal: float, gas_normal: float, illness_days: int
+) -> None:
     t, rng, p = b.t, b.rng, b.t.profile
     base = day * SLOTS_PER_DAY
     wake, sleep = base + round(p.wake * SLOTS_PER_HOUR), base + round(p.sleep * SLOTS_PER_HOUR)
@@ -356,7 +387,7 @@ def _inject(b: _Builder, incident: IncidentType, day: int, water_normal: float, 
                 b.set_steps(s, rng.randint(30, 120))
         b.set_water(onset + 3, 4.0)
     else:
-        onset, end = base, base + 12 * SLOTS_PER_DAY
+        onset, end = base, base + illness_days * SLOTS_PER_DAY
     if incident in (IncidentType.COLLAPSE_DAY, IncidentType.COLLAPSE_NIGHT):
         b.clear(onset, end)
         hospital = end + 3 * SLOTS_PER_DAY
@@ -385,23 +416,27 @@ def device_id(home_id: str, kind: DeviceKind) -> str:
     return f"{home_id}-{kind.value.replace('_', '-')}"
 
 
+def telemetry(home_id: str, kind: DeviceKind, ts: datetime, received_at: datetime, **values: Any) -> Reading:
+    """A telemetry reading of the home's device of this kind, built without validation (valid by construction)."""
+    return Reading.model_construct(
+        home_id=home_id,
+        device_id=device_id(home_id, kind),
+        device_kind=kind,
+        channel=DeviceChannel.TELEMETRY,
+        ts=ts,
+        received_at=received_at,
+        **values,
+    )
+
+
 def readings(t: Timeline) -> Iterator[Reading]:
     """Normalised readings, as the gateway would hand them on, every 5 minutes from each online device.
 
     Built without validation, for speed: the values come from the simulator and are valid by construction.
     """
-    ids = {kind: device_id(t.home_id, kind) for kind in DeviceKind}
 
     def make(kind: DeviceKind, ts: datetime, **values: Any) -> Reading:
-        return Reading.model_construct(
-            home_id=t.home_id,
-            device_id=ids[kind],
-            device_kind=kind,
-            channel=DeviceChannel.TELEMETRY,
-            ts=ts,
-            received_at=ts,
-            **values,
-        )
+        return telemetry(t.home_id, kind, ts, ts, **values)
 
     rng = random.Random(t.home_id)
     water, gas, steps = rng.uniform(10_000, 90_000), rng.uniform(100, 900), 0

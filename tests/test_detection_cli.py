@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from carebed.cli import main
 from carebed.schemas import Feedback, FeedbackKind, Finding, FindingCode
-from detector.evaluation import DETECTED_BY
+from evaluation.core import DETECTED_BY
 from simulators.residents import IncidentType
 from tests.detection_data import stream, timeline
 

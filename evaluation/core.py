@@ -100,7 +100,7 @@ def run_home(timeline: Timeline, config: PatternConfig) -> tuple[dict[str, Outco
                 if name == LEARNED and not _explained(finding, timeline.incidents):
                     serial += 1
                     at = finding.detected_at + OPERATOR_CHECKS_AFTER
-                    heapq.heappush(feedback, (at, serial, _false_alarm(timeline, finding, at)))
+                    heapq.heappush(feedback, (at, serial, false_alarm(timeline, finding, at)))
     outcomes = {name: _score(findings, timeline.incidents) for name, findings in found.items()}
     return outcomes, len(pickle.dumps(learned, protocol=pickle.HIGHEST_PROTOCOL))
 
@@ -111,7 +111,7 @@ def _feedback(timeline: Timeline, kind: FeedbackKind, ts: datetime, until: datet
     )
 
 
-def _false_alarm(timeline: Timeline, finding: Finding, at: datetime) -> Feedback:
+def false_alarm(timeline: Timeline, finding: Finding, at: datetime) -> Feedback:
     return Feedback(
         id=f"false:{finding.id}", home_id=timeline.home_id, kind=FeedbackKind.FALSE_ALARM, ts=at, code=finding.code
     )

@@ -18,9 +18,11 @@ from pydantic import ValidationError
 
 from carebed.schemas import Feedback, Reading, dump
 from detector.core import DetectorCore
-from detector.evaluation import declared_away
 from detector.patterns import PatternConfig, SeriesScorer
 from detector.rules import RuleConfig
+from evaluation.core import declared_away
+from evaluation.populations import HomeCase
+from evaluation.streams import arrivals
 from simulators.residents import Timeline, readings
 
 
@@ -92,3 +94,14 @@ def write_simulation(timeline: Timeline, ground_truth: TextIO | None, stream: Te
         )
         for _, line in lines:
             stream.write(line.decode() + "\n")
+
+
+def write_case(case: HomeCase, stream: TextIO) -> None:
+    """A home as its kit delivers it (arrival order), with its declared away periods, as replay input."""
+    lines = heapq.merge(
+        ((at, dump(r)) for at, r in arrivals(case)),
+        ((fb.ts, dump(fb)) for fb in declared_away(case.timeline)),
+        key=lambda item: item[0],
+    )
+    for _, line in lines:
+        stream.write(line.decode() + "\n")

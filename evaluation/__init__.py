@@ -1,0 +1,1 @@
+"""Offline evaluation: simulated populations, replays of files and public datasets, scored against ground truth."""

@@ -1,0 +1,1 @@
+"""Converters from public datasets of people living alone into `carebed replay` input."""
