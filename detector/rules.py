@@ -18,6 +18,7 @@ same id and the alerting service folds the copy away.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -57,14 +58,26 @@ class DeviceState:
     open_episodes: set[FindingCode] = field(default_factory=set)
     co_since: dict[float, datetime] = field(default_factory=dict)
     interval_s: float | None = None
+    upload_s: float | None = None
+    heard_at: datetime | None = None  # the clock when its last reading came: a batch arrives at one moment
     worn: bool | None = None
     volume: float | None = None
+    silent_bins: array[float] | None = None  # a watch's days silent in each half hour (UTC), decayed
+    days: float = 0.0
+    day: int = 0
 
 
 # How fast a device's usual reporting interval follows what it does; gaps over 3 of them are outages, not learned.
 INTERVAL_WEIGHT = 0.1
 OUTAGE_GAPS = 3.0
 NEVER = datetime.min.replace(tzinfo=UTC)
+HALF_HOURS = 48
+HABIT_DECAY = 0.95
+HABIT_DAYS = 3.0
+HABIT_SHARE = 0.15  # a silence through half hours this often silent is a habit (the night stand, the charger) ...
+HABIT_NOW = 0.05  # ... while it is still usual for the watch to be silent at this time of day
+BACK_GRACE = timedelta(minutes=30)  # a hub-linked watch reconnects this long after its resident is back
+UPLOAD_MAX = timedelta(hours=12)
 
 
 # A detector's own alarm flag: one finding when it turns on, re-armed when it turns off.
@@ -131,13 +144,17 @@ class RuleEngine:
         return self._offline(now)
 
     def _heard(self, state: DeviceState, reading: Reading) -> None:
-        """A sign of life: learn the device's usual interval, and whether the home is in use."""
+        """A sign of life: learn the device's usual interval and upload period, a watch's habits, and whether
+        the home is in use."""
         gap = (reading.ts - state.last_ts).total_seconds()
         if gap > 0 and reading.channel is DeviceChannel.TELEMETRY:
             if state.interval_s is None:
                 state.interval_s = gap
             elif gap <= OUTAGE_GAPS * state.interval_s:
                 state.interval_s += INTERVAL_WEIGHT * (gap - state.interval_s)
+            self._learn_upload(state)
+            if state.kind is DeviceKind.WEARABLE:
+                _learn_habit(state, reading.ts)
         if reading.worn is not None:
             state.worn = reading.worn
         used = reading.gas_volume_m3 is not None and state.volume is not None and reading.gas_volume_m3 > state.volume
@@ -152,6 +169,16 @@ class RuleEngine:
                 self.home_use[state.home_id] = max(seen, reading.ts)
         state.last_ts = max(state.last_ts, reading.ts)
         state.offline_reported = False
+
+    def _learn_upload(self, state: DeviceState) -> None:
+        """A meter that uploads its buffer every few hours looks silent that long: learn how long it usually does."""
+        first_of_batch = state.heard_at is None or self.clock is None or self.clock > state.heard_at
+        state.heard_at = self.clock
+        if self.clock is None or state.interval_s is None or not first_of_batch:
+            return
+        seen = (self.clock - state.last_ts).total_seconds()
+        if 2 * state.interval_s < seen <= UPLOAD_MAX.total_seconds():
+            state.upload_s = seen if state.upload_s is None else state.upload_s + 0.2 * (seen - state.upload_s)
 
     def apply(self, feedback: Feedback) -> None:
         """Emergencies need no learning and are never muted, so operator feedback changes nothing here."""
@@ -238,11 +265,15 @@ class RuleEngine:
         """How long this device may be silent: several of its own intervals, longer for a watch with a reason to be."""
         cfg = self.config
         limit = max(cfg.offline_after, timedelta(seconds=cfg.overdue_intervals * (state.interval_s or 0.0)))
+        if state.upload_s is not None:
+            limit = max(limit, timedelta(seconds=1.25 * state.upload_s))
         if state.kind is not DeviceKind.WEARABLE:
             return limit
         used = self.home_use.get(state.home_id)  # None: no meter to tell whether the resident is in
-        out = used is not None and used <= state.last_ts
-        return max(limit, cfg.known_silence) if state.worn is False or out else limit
+        out = used is not None and (used <= state.last_ts or now - used < BACK_GRACE)
+        if state.worn is False or out or _habitual(state, now):
+            return max(limit, cfg.known_silence)
+        return limit
 
     def _finding(
         self,
@@ -265,6 +296,44 @@ class RuleEngine:
             evidence=evidence,
             received_at=reading.received_at,
         )
+
+
+def _half_hour(ts: datetime) -> int:
+    return ts.hour * 2 + ts.minute // 30
+
+
+def _half_hours(start: datetime, end: datetime) -> set[int]:
+    """The half hours of the day (UTC) a silence from ``start`` to ``end`` went through."""
+    minutes = int((end - start).total_seconds() // 60)
+    return {_half_hour(start + timedelta(minutes=m)) for m in range(0, minutes, 30)}
+
+
+def _learn_habit(state: DeviceState, ts: datetime) -> None:
+    """Count the half hours of a silence of 30 min or more that has just ended, and the days seen."""
+    if state.silent_bins is None:
+        state.silent_bins = array("f", bytes(4 * HALF_HOURS))
+    bins = state.silent_bins
+    day = ts.toordinal()
+    if day != state.day:
+        state.day = day
+        state.days = state.days * HABIT_DECAY + 1
+        for i in range(HALF_HOURS):
+            bins[i] *= HABIT_DECAY
+    if ts - state.last_ts < timedelta(minutes=30) or ts - state.last_ts > timedelta(days=1):
+        return
+    seen = _half_hours(state.last_ts, ts)
+    for b in seen:
+        bins[b] += 1
+
+
+def _habitual(state: DeviceState, now: datetime) -> bool:
+    """This watch is usually silent through these half hours (off at night, on the charger) and still is now."""
+    bins = state.silent_bins
+    if bins is None or state.days < HABIT_DAYS:
+        return True  # its habits are not known yet: a watch is not called broken in its first days
+    span = _half_hours(state.last_ts, now)
+    share = sum(bins[b] for b in span) / len(span) / state.days if span else 0.0
+    return share >= HABIT_SHARE and bins[_half_hour(now)] / state.days >= HABIT_NOW
 
 
 def _opens(state: DeviceState, code: FindingCode) -> bool:

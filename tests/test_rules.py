@@ -101,17 +101,50 @@ def test_a_device_is_offline_when_overdue_for_its_own_interval_judged_in_event_t
     assert run(engine, [reading("m1", 24 * 60 + 1, water_volume_l=11)]) == []
 
 
+def watch_known_for_days() -> RuleEngine:
+    """An engine that has heard the watch for four days, always on: its habits are known (it has none)."""
+    engine = RuleEngine(RuleConfig())
+    run(engine, [reading("w1", m - 4 * 24 * 60, worn=True) for m in range(0, 4 * 24 * 60, 5)])
+    return engine
+
+
 def test_silences_with_an_ordinary_reason_are_not_a_fault_until_they_last() -> None:
     """A watch off the wrist, or silent while nothing at home is used (out with a hub-linked watch), is not offline."""
-    engine = RuleEngine(RuleConfig())
+    engine = watch_known_for_days()
     readings = [reading("w1", m, worn=m < 60) for m in range(0, 65, 5)]
     readings += [reading("m1", m, water_volume_l=10 + (m > 300) * 20) for m in range(0, 12 * 60, 5)]
     assert offline(run(engine, sorted(readings, key=lambda r: r.ts))) == []
-    engine = RuleEngine(RuleConfig())
+    engine = watch_known_for_days()
     readings = [reading("w1", m, worn=True) for m in range(0, 65, 5)]
     readings += [reading("m1", m, water_volume_l=10 + (m >= 400) * 8) for m in range(0, 8 * 60, 5)]
     [(device, silent)] = offline(run(engine, sorted(readings, key=lambda r: r.ts)))
-    assert device == "w1" and 340 <= silent < 352  # at the first use at home (400 - 60), on the next sweep
+    assert device == "w1" and 370 <= silent < 382  # half an hour after the first use at home (400 - 60 + 30)
+
+
+def test_a_watch_silent_by_habit_is_not_offline_but_silent_at_another_time_is() -> None:
+    """Switched off every night from 22:00 to 07:00 (UTC here), flushed at night: no alert; dead at 10:00: one."""
+    engine = RuleEngine(RuleConfig())
+    day = 24 * 60
+    watch = [reading("w1", m, worn=True) for m in range(0, 8 * day, 5) if 7 * 60 <= m % day < 22 * 60]
+    watch = [r for r in watch if r.ts < T0 + timedelta(minutes=7 * day + 10 * 60)]
+    meter = [reading("m1", m, water_volume_l=100 + 6 * (m // 180)) for m in range(0, 8 * day, 5)]
+    findings = run(engine, sorted(watch + meter, key=lambda r: r.ts))
+    assert [(f.device_id, f.ts) for f in findings] == [("w1", T0 + timedelta(minutes=7 * day + 10 * 60 - 5))]
+
+
+def test_a_meter_that_uploads_its_buffer_every_few_hours_is_offline_only_when_a_batch_is_overdue() -> None:
+    """Readings every 15 min arrive in batches every 4 h; then the meter stops for a day."""
+    engine = RuleEngine(RuleConfig())
+    findings = []
+    for upload in range(240, 3 * 24 * 60, 240):
+        findings += engine.advance(T0 + timedelta(minutes=upload - 1))
+        findings += run(engine, [reading("m1", m, water_volume_l=10) for m in range(upload - 240 + 15, upload + 1, 15)])
+    assert findings == []
+    last = T0 + timedelta(minutes=3 * 24 * 60 - 240)
+    for minute in range(3 * 24 * 60, 4 * 24 * 60, 5):
+        findings += engine.advance(T0 + timedelta(minutes=minute))
+    [offline_finding] = findings
+    assert offline_finding.ts == last and timedelta(hours=4) < offline_finding.detected_at - last <= timedelta(hours=6)
 
 
 def test_a_silence_of_days_is_told_in_days() -> None:
