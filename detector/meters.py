@@ -3,8 +3,8 @@
 Meters differ. Some report a flow rate every few minutes; NB-IoT water and gas meters report
 only a cumulative total every 15 or 60 minutes. A reading is judged over the interval since
 the previous one: what was used in it (a volume delta is use somewhere in the interval, not
-at its end), whether it flowed without a break (a reported rate above the threshold, or on a
-coarse meter an average rate over the whole interval that only continuous flow reaches), and
+at its end), whether it flowed without a break (a reported rate above the threshold; on a
+coarse meter also an average rate over the whole interval that only continuous flow reaches), and
 how much of it was a steady trickle (a cistern leak of 0.03-0.3 L/min, a pilot flame), which
 is neither the resident nor a tap left on.
 
@@ -157,12 +157,14 @@ class Meter:
             self.prev_rate = rate
             self._learn_trickle(ts, rate)
         use = excess > (units.steady_use if steady else units.use)
-        if flow is not None:
-            running = flow * units.flow_per_min - trickle >= units.running
-        elif gap_min is not None:
-            running = excess / gap_min >= (units.coarse_running if gap_min > COARSE_MIN else units.running)
+        coarse = gap_min is not None and gap_min > COARSE_MIN
+        if gap_min is None:
+            running = flow is not None and flow * units.flow_per_min - trickle >= units.running
         else:
-            running = False
+            running = excess / gap_min >= (units.coarse_running if coarse else units.running)
+        if flow is not None and (running or not coarse):
+            # A reported flow is the rate at the reading: over a coarse interval it says nothing of the rest of it.
+            running = flow * units.flow_per_min - trickle >= units.running
         return Interval(used=used, excess=excess, use=use, running=running)
 
     def _learn_trickle(self, ts: datetime, rate: float) -> None:

@@ -52,6 +52,7 @@ WAKE_SD_FLOOR_MIN = 20.0
 RISING_FROM_NOON = (14 * 60, 24 * 60)  # 02:00 to 12:00: a stir in the evening is not getting up
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 FOREVER = datetime.max.replace(tzinfo=UTC)
+FIXTURE_PRIOR_SCALE = 0.3
 FLOOR_TICKS = 144  # the fixed water rule's 12 hours, in 5-minute ticks
 SCHEDULE_GRACE_MIN = 20.0
 TRICKLE_LEARNED = timedelta(hours=12)  # a trickle is seen only once a 12-hour block of it has passed
@@ -70,6 +71,10 @@ class PatternConfig:
     floor_silence: timedelta = timedelta(hours=12)
     floor_water_l: float = 10.0
     floor_other_quiet: timedelta = timedelta(hours=1)
+    # Above 0, once learned, the floors hold off while at least this share of the home's normal quiet spells get
+    # this long, never past floor_always (0: the floors are the fixed rules exactly; CAREBED_FLOOR_VETO_P).
+    floor_veto_p: float = 0.0
+    floor_always: timedelta = timedelta(hours=18)
     floor_flow: timedelta = timedelta(hours=2)
     floor_flow_night: timedelta = timedelta(hours=1)
     device_stale: timedelta = timedelta(minutes=15)
@@ -88,12 +93,18 @@ def grid_after(ts: datetime) -> datetime:
     return EPOCH + (ticks + 1) * TICK
 
 
-def _prior_hazard(tod: int, age: int) -> float:
-    """Population prior: low chance of activity at night, modest by day; low means slow to alarm."""
+def _prior_hazard(tod: int, age: int, scale: float = 1.0) -> float:
+    """Population prior: low chance of activity at night, modest by day; low means slow to alarm.
+
+    Bedtimes and rising times vary by hours between people (long sleepers), so the evening and the
+    early morning lean towards the night; ``scale`` < 1 for sparse channels (water and gas are used
+    a dozen times a day, a watch counts steps every few minutes).
+    """
     hour = tod / 2
     if hour >= 22 or hour < 6:
-        return 0.03
-    return (0.5, 0.35, 0.25, 0.15, 0.1, 0.06, 0.04, 0.03)[age]
+        return 0.03 * scale
+    day = (0.5, 0.35, 0.25, 0.15, 0.1, 0.06, 0.04, 0.03)[age] * scale
+    return min(day, 0.06 * scale) if hour >= 20 or hour < 8 else day
 
 
 def _clock(ts: datetime, tz: tzinfo) -> str:
@@ -138,9 +149,10 @@ class GapModel:
     0.004
     """
 
-    def __init__(self, tz: tzinfo, prior_weight: float = 10.0) -> None:
+    def __init__(self, tz: tzinfo, prior_weight: float = 10.0, prior_scale: float = 1.0) -> None:
         self.tz = tz
         self.prior_weight = prior_weight
+        self.prior_scale = prior_scale
         self.counts = array("f", bytes(4 * BINS_PER_DAY * AGES * 2))
         self.calibration = array("f", bytes(4 * (CALIBRATION_LEVELS + 1)))
         self.log_s = 0.0
@@ -158,14 +170,15 @@ class GapModel:
         """
         counts = self.counts
         k = self.prior_weight
-        h = _prior_hazard(tod, 0)
+        scale = self.prior_scale
+        h = _prior_hazard(tod, 0, scale)
         for a in range(age + 1):
             trials = events = 0.0
             for offset, weight in ((0, 1.0), (-1, 0.5), (1, 0.5)):
                 i = (((tod + offset) % BINS_PER_DAY) * AGES + a) * 2
                 trials += weight * counts[i]
                 events += weight * counts[i + 1]
-            prior = h if a == 0 else max(_prior_hazard(tod, a), h)
+            prior = h if a == 0 else max(_prior_hazard(tod, a, scale), h)
             h = min(0.99, (events + k * prior) / (trials + k))
         return h
 
@@ -270,7 +283,7 @@ class HomePatterns:
         self.home_id = home_id
         self.config = config
         self.any = GapModel(config.tz, config.prior_weight)
-        self.fixtures = GapModel(config.tz, config.prior_weight)
+        self.fixtures = GapModel(config.tz, config.prior_weight, FIXTURE_PRIOR_SCALE)
         self.meters = {k: Meter(k) for k in (DeviceKind.WATER_METER, DeviceKind.GAS_SENSOR)}
         self.water_ring = array("f", bytes(4 * FLOOR_TICKS))
         self.pending_water = 0.0
@@ -531,6 +544,7 @@ class HomePatterns:
         sensitivity = self.sensitivity.get(FindingCode.INACTIVITY, 1.0)
         p = model.probability() if model.learnable else 1.0
         late = self._late_morning(now)
+        ordinary = model.learnable and not self._cold() and min(p, late) >= cfg.floor_veto_p > 0
         morning = late / cfg.late_morning_alpha < p / cfg.inactivity_alpha
         learned = not self._cold() and (
             p < cfg.inactivity_alpha * sensitivity or late < cfg.late_morning_alpha * sensitivity
@@ -541,6 +555,8 @@ class HomePatterns:
         dry = self._under_water_rule(now)
         if not learned and now - onset < cfg.floor_silence and not dry:
             return []
+        if not learned and ordinary and now - onset < cfg.floor_always:
+            return []  # a spell this long is ordinary for this home at these hours: a long sleeper's night
         self.silence_alerted = True
         self.water_floor_alerted = self.water_floor_alerted or dry
         model.learnable = False

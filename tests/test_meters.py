@@ -74,3 +74,16 @@ def test_an_appliance_on_a_timer_is_learned_and_a_tap_at_another_time_still_fire
     assert [f for f in flows if f.detected_at >= at(5, 0) and f.ts.astimezone(TZ).hour == 3] == []
     tap = first(flows, FindingCode.LONG_WATER_FLOW, at(12, 15))
     assert tap is not None and tap.detected_at - at(12, 15) <= timedelta(minutes=90)
+
+
+def test_with_the_veto_a_long_sleepers_ordinary_nights_do_not_trip_the_water_rule() -> None:
+    """A long sleeper in a water-only home: the rule and the strict floor fire on ordinary nights; the veto does not."""
+    home = Home(days=20, seed=15, wearable=False, gas=False, wake=9.5, sleep=20.5)
+    strict, ruled = run(home)
+    patterns = HomePatterns(HOME, PatternConfig(tz=TZ, floor_veto_p=0.02))
+    vetoed = [f for r in readings(home) for f in patterns.process(r)]
+    learned_from = at(CONFIG.cold_start_days + 1, 0)
+    nights = [f for f in ruled if f.detected_at > learned_from]
+    assert len(nights) >= 3
+    assert len([f for f in strict if f.code is FindingCode.INACTIVITY and f.detected_at > learned_from]) >= len(nights)
+    assert [f for f in vetoed if f.code is FindingCode.INACTIVITY and f.detected_at > learned_from] == []
