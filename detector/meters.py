@@ -17,7 +17,9 @@ no longer than usual it is neither use nor a long flow.
 
 from __future__ import annotations
 
+import math
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 
@@ -229,3 +231,32 @@ class Meter:
                 arr[i] *= decay
         self.episodes *= decay
         self.days = self.days * decay + 1
+
+
+FLOW_PRIOR = {
+    DeviceKind.WATER_METER: [1.0 if 1 <= i <= 3 else 0.3 if i <= 6 else 0.0 for i in range(FLOW_BINS)],
+    DeviceKind.GAS_SENSOR: [1.0 if 3 <= i <= 9 else 0.3 if i <= 12 else 0.0 for i in range(FLOW_BINS)],
+}
+
+
+def flow_tail(counts: Sequence[float], prior: Sequence[float], prior_weight: float, minutes: float) -> float:
+    """P(a normal flow lasts >= minutes): empirical in the bulk, an exponential tail beyond it.
+
+    The tail starts where about ten of the home's flows remain (at most the top 10 %, at least
+    the top 1 %), and its scale is their mean excess: peaks over a threshold with shape zero.
+    """
+    prior_total = sum(prior)
+    mass = [c + prior_weight * p / prior_total for c, p in zip(counts, prior, strict=True)]
+    n = sum(mass)
+    survival = [0.0] * (FLOW_BINS + 1)
+    for i in range(FLOW_BINS - 1, -1, -1):
+        survival[i] = survival[i + 1] + mass[i] / n
+    share = min(0.1, max(0.005, 5 / n))
+    start = max(i for i in range(FLOW_BINS) if survival[i] >= share)
+    beyond = [(j - start, mass[j]) for j in range(start + 1, FLOW_BINS) if mass[j] > 0]
+    weight = sum(m for _, m in beyond)
+    tau = max(TICK_MIN, TICK_MIN * sum(d * m for d, m in beyond) / weight) if weight else TICK_MIN
+    index = minutes / TICK_MIN
+    if index <= start:
+        return survival[min(FLOW_BINS - 1, max(0, int(index)))]
+    return survival[start] * math.exp(-(minutes - start * TICK_MIN) / tau)

@@ -1,22 +1,25 @@
-"""Pure core of the learned living patterns: per-home baselines judged in event time.
+"""Pure core of the learned living patterns: one home's state, judged on a 5-minute grid of event time.
 
-Each home learns, on a fixed 5-minute grid of event time, how likely activity is to resume
-after a quiet spell of a given length at a given time of day (a discrete-time hazard model).
-The survival of the current quiet spell under that model is the probability that a normal
-spell lasts this long; a calibration layer checks it against how often this home's own
-completed spells got that improbable and only ever raises it. The same machinery learns
-flow lengths (tap, stove), night-time steps and daily totals. Everything is a few arrays of
-float32 and a handful of river running statistics, so a home's state pickles to a few KB.
+`HomePatterns` holds a home's shared state (which devices report, the last activity, days
+learned, away periods, operator feedback) and runs one pattern per concern over it:
 
-Because the grid and every decision depend only on device timestamps, a replay at any
-speed, split anywhere by a pickled checkpoint, gives the same findings as a live run.
+* inactivity: quiet spells under a hazard model of this home (`detector/spells.py`), a late
+  morning, and the fixed floors (the deployed "< 10 L of water in 12 h" rule among them);
+* flows: what each meter says (`detector/meters.py`: use, trickles, coarse totals, appliances on
+  a timer) and flows far longer than this home's;
+* night: steps, or water and gas use while the watch is off, in the person's deep night
+  (`detector/night.py`);
+* decline: days much less active than this home's usual ones (`detector/decline.py`).
+
+Everything is a few arrays of float32 and a handful of running statistics, so a home's state
+pickles to a few KB. Because the grid and every decision depend only on device timestamps, a
+replay at any speed, split anywhere by a pickled checkpoint, gives the same findings as a live run.
 """
 
 from __future__ import annotations
 
 import math
 from array import array
-from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -36,21 +39,15 @@ from carebed.schemas import (
 )
 from detector.decline import SHARE as DECLINE_SHARE
 from detector.decline import DailyTotals, Decline
-from detector.meters import COARSE_MIN, FLOW_BINS, Interval, Meter
+from detector.meters import COARSE_MIN, FLOW_BINS, FLOW_PRIOR, Interval, Meter, flow_tail
 from detector.night import NightWatch
+from detector.spells import EPOCH, TICK, TICK_MIN, GapModel, grid_after, tod_bin
 from detector.wording import duration
 
-TICK = timedelta(minutes=5)
-TICK_MIN = 5.0
-BINS_PER_DAY = 48
-AGE_EDGES_MIN = (10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0)
-AGES = len(AGE_EDGES_MIN) + 1
-CALIBRATION_LEVELS = 8
 WINDOW_TICKS = 12
 DEEP_NIGHT_RATE = 0.05
 WAKE_SD_FLOOR_MIN = 20.0
 RISING_FROM_NOON = (14 * 60, 24 * 60)  # 02:00 to 12:00: a stir in the evening is not getting up
-EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 FOREVER = datetime.max.replace(tzinfo=UTC)
 FIXTURE_PRIOR_SCALE = 0.3
 FLOOR_TICKS = 144  # the fixed water rule's 12 hours, in 5-minute ticks
@@ -82,31 +79,6 @@ class PatternConfig:
     prior_weight: float = 10.0
 
 
-def tod_bin(ts: datetime, tz: tzinfo) -> int:
-    local = ts.astimezone(tz)
-    return local.hour * 2 + local.minute // 30
-
-
-def grid_after(ts: datetime) -> datetime:
-    """The first grid point strictly after ``ts``."""
-    ticks = (ts - EPOCH) // TICK
-    return EPOCH + (ticks + 1) * TICK
-
-
-def _prior_hazard(tod: int, age: int, scale: float = 1.0) -> float:
-    """Population prior: low chance of activity at night, modest by day; low means slow to alarm.
-
-    Bedtimes and rising times vary by hours between people (long sleepers), so the evening and the
-    early morning lean towards the night; ``scale`` < 1 for sparse channels (water and gas are used
-    a dozen times a day, a watch counts steps every few minutes).
-    """
-    hour = tod / 2
-    if hour >= 22 or hour < 6:
-        return 0.03 * scale
-    day = (0.5, 0.35, 0.25, 0.15, 0.1, 0.06, 0.04, 0.03)[age] * scale
-    return min(day, 0.06 * scale) if hour >= 20 or hour < 8 else day
-
-
 def _clock(ts: datetime, tz: tzinfo) -> str:
     return ts.astimezone(tz).strftime("%H:%M")
 
@@ -127,153 +99,6 @@ def _minute_from_noon(ts: datetime, tz: tzinfo) -> int:
 def _significant(p: float) -> float:
     """Two significant figures: evidence rounding to 0.01 would turn every alarm's probability into 0."""
     return float(f"{p:.2g}")
-
-
-class GapModel:
-    """How long quiet spells last at each time of day: learns a hazard per (time of day, age), scores the current spell.
-
-    ``step`` is called once per grid tick with whether activity happened since the previous
-    tick. ``probability()`` is the calibrated chance that a normal spell gets as improbable
-    as the current one.
-
-    >>> from datetime import datetime, UTC
-    >>> model = GapModel(ZoneInfo("UTC"))
-    >>> t = datetime(2026, 1, 1, 9, tzinfo=UTC)
-    >>> for i in range(12 * 24 * 7 + 1):  # a week of activity every other 5 minutes
-    ...     model.step(t + i * TICK, active=i % 2 == 0, learn=True)
-    >>> model.probability()
-    1.0
-    >>> for i in range(1, 13):  # then an hour of silence, longer than any spell seen
-    ...     model.step(t + (12 * 24 * 7 + i) * TICK, active=False, learn=True)
-    >>> round(model.probability(), 3)
-    0.004
-    """
-
-    def __init__(self, tz: tzinfo, prior_weight: float = 10.0, prior_scale: float = 1.0) -> None:
-        self.tz = tz
-        self.prior_weight = prior_weight
-        self.prior_scale = prior_scale
-        self.counts = array("f", bytes(4 * BINS_PER_DAY * AGES * 2))
-        self.calibration = array("f", bytes(4 * (CALIBRATION_LEVELS + 1)))
-        self.log_s = 0.0
-        self.last_activity: datetime | None = None
-        self.quiet_ticks = 0
-        self.learnable = True
-        self._prev: tuple[int, int] | None = None
-
-    def hazard(self, tod: int, age: int) -> float:
-        """Chance of activity within the next tick, smoothed over neighbouring half hours.
-
-        Where this home has few spells of this age, the estimate leans on its own hazard at the
-        next younger age (never below the population prior), and at the youngest age on the
-        population prior: a spell longer than any seen is assumed to end as the longest ones did.
-        """
-        counts = self.counts
-        k = self.prior_weight
-        scale = self.prior_scale
-        h = _prior_hazard(tod, 0, scale)
-        for a in range(age + 1):
-            trials = events = 0.0
-            for offset, weight in ((0, 1.0), (-1, 0.5), (1, 0.5)):
-                i = (((tod + offset) % BINS_PER_DAY) * AGES + a) * 2
-                trials += weight * counts[i]
-                events += weight * counts[i + 1]
-            prior = h if a == 0 else max(_prior_hazard(tod, a, scale), h)
-            h = min(0.99, (events + k * prior) / (trials + k))
-        return h
-
-    def step(self, now: datetime, active: bool, learn: bool, tod: int | None = None) -> None:
-        tod = tod_bin(now, self.tz) if tod is None else tod
-        if self._prev is not None:
-            ptod, page = self._prev
-            if learn and self.learnable:
-                i = (ptod * AGES + page) * 2
-                self.counts[i] += 1
-                if active:
-                    self.counts[i + 1] += 1
-            if not active:
-                self.log_s += math.log1p(-self.hazard(ptod, page))
-        if active:
-            if self.quiet_ticks and learn and self.learnable:
-                self._record_spell()
-            self.last_activity = now
-            self.log_s = 0.0
-            self.quiet_ticks = 0
-            self.learnable = True
-        elif self.last_activity is not None:
-            self.quiet_ticks += 1
-        if self.last_activity is None:
-            self._prev = None
-        else:
-            age = (now - self.last_activity).total_seconds() / 60
-            self._prev = (tod, bisect_right(AGE_EDGES_MIN, age))
-
-    def hold(self, now: datetime, active: bool) -> None:
-        """Some channels this model watches are not reporting: activity still ends the spell, silence does not count.
-
-        The spell's survival is frozen rather than reset, so a watch taken off to charge does
-        not hide a collapse that began before; nothing is learned until the channels return.
-        """
-        if active:
-            self.last_activity = now
-            self.log_s = 0.0
-            self.quiet_ticks = 0
-            self.learnable = True
-        self._prev = None
-
-    def _record_spell(self) -> None:
-        cal = self.calibration
-        cal[0] += 1
-        reached = min(CALIBRATION_LEVELS, int(-self.log_s / math.log(10)))
-        for level in range(1, reached + 1):
-            cal[level] += 1
-
-    def survival(self) -> float:
-        return math.exp(self.log_s)
-
-    def probability(self) -> float:
-        """Survival of the current spell, raised if this home's spells reached such levels more often than expected."""
-        s = self.survival()
-        if s >= 0.1:
-            return s
-        level = min(CALIBRATION_LEVELS, int(-math.log10(s)))
-        expected = self.calibration[0] * 10.0**-level
-        observed = self.calibration[level]
-        return min(1.0, s * max(1.0, (observed + 1) / (expected + 1)))
-
-    def decay(self, factor: float) -> None:
-        for arr in (self.counts, self.calibration):
-            for i in range(len(arr)):
-                arr[i] *= factor
-
-
-_FLOW_PRIOR = {
-    DeviceKind.WATER_METER: [1.0 if 1 <= i <= 3 else 0.3 if i <= 6 else 0.0 for i in range(FLOW_BINS)],
-    DeviceKind.GAS_SENSOR: [1.0 if 3 <= i <= 9 else 0.3 if i <= 12 else 0.0 for i in range(FLOW_BINS)],
-}
-
-
-def flow_tail(counts: Sequence[float], prior: Sequence[float], prior_weight: float, minutes: float) -> float:
-    """P(a normal flow lasts >= minutes): empirical in the bulk, an exponential tail beyond it.
-
-    The tail starts where about ten of the home's flows remain (at most the top 10 %, at least
-    the top 1 %), and its scale is their mean excess: peaks over a threshold with shape zero.
-    """
-    prior_total = sum(prior)
-    mass = [c + prior_weight * p / prior_total for c, p in zip(counts, prior, strict=True)]
-    n = sum(mass)
-    survival = [0.0] * (FLOW_BINS + 1)
-    for i in range(FLOW_BINS - 1, -1, -1):
-        survival[i] = survival[i + 1] + mass[i] / n
-    share = min(0.1, max(0.005, 5 / n))
-    start = max(i for i in range(FLOW_BINS) if survival[i] >= share)
-    beyond = [(j - start, mass[j]) for j in range(start + 1, FLOW_BINS) if mass[j] > 0]
-    weight = sum(m for _, m in beyond)
-    tau = max(TICK_MIN, TICK_MIN * sum(d * m for d, m in beyond) / weight) if weight else TICK_MIN
-    index = minutes / TICK_MIN
-    if index <= start:
-        return survival[min(FLOW_BINS - 1, max(0, int(index)))]
-    return survival[start] * math.exp(-(minutes - start * TICK_MIN) / tau)
 
 
 class HomePatterns:
@@ -621,7 +446,7 @@ class HomePatterns:
         alpha = cfg.flow_false_per_month / max(10.0, per_month) * self.sensitivity.get(code, 1.0)
         if night:
             alpha *= 3
-        p = flow_tail(hist, _FLOW_PRIOR[flow.kind], cfg.prior_weight, minutes)
+        p = flow_tail(hist, FLOW_PRIOR[flow.kind], cfg.prior_weight, minutes)
         learned = not self._cold() and p < alpha
         # The stricter night floor waits for the home's own nights: an appliance on a timer is learned first.
         floor = cfg.floor_flow_night if night and not self._cold() else cfg.floor_flow
