@@ -36,6 +36,7 @@ SCHEDULE_SHARE = 0.8  # a start in the same half hour on at least 80 % of days i
 SCHEDULE_MIN_DAYS = 4.0
 SCHEDULE_MIN_FLOW = 15.0  # shorter flows never reach a long-flow alert, so they need no schedule
 LEAK_AFTER = timedelta(hours=24)
+UPLOAD_MAX = timedelta(hours=12)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,8 @@ class Meter:
     volume: float | None = None
     ts: datetime | None = None
     interval_s: float | None = None
+    upload_s: float | None = None  # how long it looks silent between late batches, if it uploads in batches
+    heard_at: datetime | None = None  # the clock when its last reading arrived
     block_start: datetime | None = None
     block_min: float = 0.0
     prev_block_min: float | None = None
@@ -191,11 +194,23 @@ class Meter:
         self.leak_alerted = True
         return True
 
+    def arrived(self, clock: datetime) -> None:
+        """A reading arrived at this clock: a meter that uploads its buffer in batches looks silent between them."""
+        first_of_batch = self.heard_at is None or clock > self.heard_at
+        self.heard_at = clock
+        if not first_of_batch or self.ts is None or self.interval_s is None:
+            return
+        seen = (clock - self.ts).total_seconds()
+        if 2 * self.interval_s < seen <= UPLOAD_MAX.total_seconds():
+            self.upload_s = seen if self.upload_s is None else self.upload_s + 0.2 * (seen - self.upload_s)
+
     def stale_after(self, floor: timedelta) -> timedelta:
-        """How long after its last reading this meter still counts as reporting: its own interval and a half."""
+        """How long after its last reading this meter still counts as reporting: its own interval and a half,
+        or its upload period and a quarter."""
         if self.interval_s is None:
             return floor
-        return max(floor, timedelta(seconds=1.5 * self.interval_s) + timedelta(minutes=TICK_MIN))
+        stale = max(floor, timedelta(seconds=1.5 * self.interval_s) + timedelta(minutes=TICK_MIN))
+        return stale if self.upload_s is None else max(stale, timedelta(seconds=1.25 * self.upload_s))
 
     def schedule(self, start: datetime, tz: tzinfo) -> float | None:
         """The usual length of a water flow that starts at this quarter hour on most days: an appliance on a timer.

@@ -101,6 +101,11 @@ def _significant(p: float) -> float:
     return float(f"{p:.2g}")
 
 
+def _slot(tick: datetime) -> int:
+    """The fixed water rule's ring slot of the 5-minute tick ending at ``tick``."""
+    return ((tick - EPOCH) // TICK) % FLOOR_TICKS
+
+
 class HomePatterns:
     """One home's learned baselines and open situations; the whole object is the home's checkpointed state."""
 
@@ -110,8 +115,7 @@ class HomePatterns:
         self.any = GapModel(config.tz, config.prior_weight)
         self.fixtures = GapModel(config.tz, config.prior_weight, FIXTURE_PRIOR_SCALE)
         self.meters = {k: Meter(k) for k in (DeviceKind.WATER_METER, DeviceKind.GAS_SENSOR)}
-        self.water_ring = array("f", bytes(4 * FLOOR_TICKS))
-        self.pending_water = 0.0
+        self.water_ring = array("f", bytes(4 * FLOOR_TICKS))  # litres by the device time they were used
         self.water_since: datetime | None = None
         self.water_floor_alerted = False
         self.last_other: datetime | None = None
@@ -186,6 +190,7 @@ class HomePatterns:
         while self.next_tick < now:
             findings.extend(self._tick(self.next_tick))
             self.next_tick += TICK
+            self.water_ring[_slot(self.next_tick)] = 0.0  # the tick 12 h ago leaves the rule's window
         return findings
 
     def _activity(self, ts: datetime, kind: DeviceKind | None = None) -> None:
@@ -207,9 +212,13 @@ class HomePatterns:
         meter = self.meters[reading.device_kind]
         meter.device_id = reading.device_id
         ts = reading.ts
+        if self.next_tick is not None:
+            meter.arrived(self.next_tick)
         interval = meter.read(ts, volume, flow)
         if reading.device_kind is DeviceKind.WATER_METER:
-            self.pending_water += interval.used
+            # Counted at its device time, as the rule counts it: a batch uploaded late fills its own hours.
+            if self.next_tick is not None and self.next_tick - ts <= self.config.floor_silence:
+                self.water_ring[_slot(grid_after(ts))] += interval.used
             self.water_since = self.water_since or ts
         self._flow(meter, ts, interval)
         scheduled = meter.start is not None and meter.scheduled_min is not None and not self._overran(meter, ts)
@@ -321,8 +330,6 @@ class HomePatterns:
 
     def _water_tick(self, now: datetime) -> None:
         """The last 12 h of water in 5-minute ticks, as the fixed rule counts it; forgotten when the meter stops."""
-        self.water_ring[((now - EPOCH) // TICK) % FLOOR_TICKS] = self.pending_water
-        self.pending_water = 0.0
         if not self._healthy(DeviceKind.WATER_METER, now):
             self.water_since = None
         if sum(self.water_ring) >= self.config.floor_water_l:

@@ -87,3 +87,22 @@ def test_with_the_veto_a_long_sleepers_ordinary_nights_do_not_trip_the_water_rul
     assert len(nights) >= 3
     assert len([f for f in strict if f.code is FindingCode.INACTIVITY and f.detected_at > learned_from]) >= len(nights)
     assert [f for f in vetoed if f.code is FindingCode.INACTIVITY and f.detected_at > learned_from] == []
+
+
+def test_water_uploaded_in_late_batches_counts_at_its_device_time_as_the_rule_counts_it() -> None:
+    """Totals every 15 min uploaded every 4 h: carebed decides no later than the rule on the same arrivals."""
+    home = Home(days=8, seed=16, wearable=False, gas=False, meter_every_min=15, flow_field=False, stop_at=at(6, 9.5))
+    stream = list(readings(home))
+    uploads = sorted({at(0, 0) + timedelta(hours=4 * (1 + (r.ts - at(0, 0)) // timedelta(hours=4))) for r in stream})
+    patterns, rule = HomePatterns(HOME, CONFIG), NoWaterRule(timedelta(hours=12))
+    ours: list[tuple[object, Finding]] = []
+    theirs: list[tuple[object, Finding]] = []
+    for upload in uploads:
+        ours += [(upload, f) for f in patterns.advance(upload)]
+        for reading in (r for r in stream if upload - timedelta(hours=4) < r.ts <= upload):
+            ours += [(upload, f) for f in patterns.process(reading)]
+            theirs += [(upload, f) for f in rule.process(reading)]
+    assert home.stop_at is not None
+    mine = [a for a, f in ours if f.code is FindingCode.INACTIVITY and f.detected_at >= home.stop_at]
+    rules = [a for a, f in theirs if f.detected_at >= home.stop_at]
+    assert mine and rules and mine[0] <= rules[0]  # type: ignore[operator]
