@@ -218,7 +218,7 @@ class HomePatterns:
         if reading.device_kind is DeviceKind.WATER_METER:
             # Counted at its device time, as the rule counts it: a batch uploaded late fills its own hours.
             if self.next_tick is not None and self.next_tick - ts <= self.config.floor_silence:
-                self.water_ring[_slot(grid_after(ts))] += interval.used
+                self.water_ring[_slot(grid_after(ts - timedelta(microseconds=1)))] += interval.used  # its tick
             self.water_since = self.water_since or ts
         self._flow(meter, ts, interval)
         scheduled = meter.start is not None and meter.scheduled_min is not None and not self._overran(meter, ts)
