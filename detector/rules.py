@@ -42,8 +42,10 @@ class RuleConfig:
     co_alarm_levels: tuple[tuple[float, float], ...] = ((300.0, 0.0), (100.0, 10.0), (50.0, 60.0))
     offline_after: timedelta = timedelta(hours=2)
     overdue_intervals: float = 4.0
-    # A watch off the wrist or out with its resident is silent for an ordinary reason for up to this long.
+    # A watch off the wrist or silent by habit is silent for an ordinary reason for up to this long; one out with
+    # its resident (nothing used at home since: a trip nobody declared) for up to ``out_silence``.
     known_silence: timedelta = timedelta(hours=24)
+    out_silence: timedelta = timedelta(hours=72)
     # Water used at home (above what any cistern leak runs), as a sign that the resident is in.
     home_use_l: float = 2.0
     leak_l_min: float = 0.35
@@ -271,7 +273,9 @@ class RuleEngine:
             return limit
         used = self.home_use.get(state.home_id)  # None: no meter to tell whether the resident is in
         out = used is not None and (used <= state.last_ts or now - used < BACK_GRACE)
-        if state.worn is False or out or _habitual(state, now):
+        if out:
+            return max(limit, cfg.out_silence)
+        if state.worn is False or _habitual(state, now):
             return max(limit, cfg.known_silence)
         return limit
 
