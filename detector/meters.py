@@ -87,6 +87,22 @@ class Interval:
     running: bool
 
 
+def learn_upload(
+    upload_s: float | None, interval_s: float | None, last_ts: datetime, ts: datetime, clock: datetime
+) -> float | None:
+    """A device that uploads its buffer in late batches looks silent between them: how long, as a running mean.
+
+    Learned from the first reading of a batch, which arrives late; the first reading after an outage
+    arrives on time and teaches nothing.
+    """
+    if interval_s is None:
+        return upload_s
+    seen = (clock - last_ts).total_seconds()
+    if (clock - ts).total_seconds() <= 2 * interval_s or not 2 * interval_s < seen <= UPLOAD_MAX.total_seconds():
+        return upload_s
+    return seen if upload_s is None else upload_s + 0.2 * (seen - upload_s)
+
+
 def _quarter(ts: datetime, tz: tzinfo) -> int:
     local = ts.astimezone(tz)
     return local.hour * 4 + local.minute // 15
@@ -194,15 +210,12 @@ class Meter:
         self.leak_alerted = True
         return True
 
-    def arrived(self, clock: datetime) -> None:
-        """A reading arrived at this clock: a meter that uploads its buffer in batches looks silent between them."""
+    def arrived(self, ts: datetime, clock: datetime) -> None:
+        """A reading of device time ``ts`` arrived at this clock: learn the upload period from a batch's first."""
         first_of_batch = self.heard_at is None or clock > self.heard_at
         self.heard_at = clock
-        if not first_of_batch or self.ts is None or self.interval_s is None:
-            return
-        seen = (clock - self.ts).total_seconds()
-        if 2 * self.interval_s < seen <= UPLOAD_MAX.total_seconds():
-            self.upload_s = seen if self.upload_s is None else self.upload_s + 0.2 * (seen - self.upload_s)
+        if first_of_batch and self.ts is not None:
+            self.upload_s = learn_upload(self.upload_s, self.interval_s, self.ts, ts, clock)
 
     def stale_after(self, floor: timedelta) -> timedelta:
         """How long after its last reading this meter still counts as reporting: its own interval and a half,

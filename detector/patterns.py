@@ -213,7 +213,7 @@ class HomePatterns:
         meter.device_id = reading.device_id
         ts = reading.ts
         if self.next_tick is not None:
-            meter.arrived(self.next_tick)
+            meter.arrived(ts, self.next_tick)
         interval = meter.read(ts, volume, flow)
         if reading.device_kind is DeviceKind.WATER_METER:
             # Counted at its device time, as the rule counts it: a batch uploaded late fills its own hours.

@@ -33,6 +33,7 @@ from carebed.schemas import (
     evidence_of,
 )
 from carebed.topics import DeviceChannel
+from detector.meters import learn_upload
 from detector.wording import duration
 
 
@@ -79,7 +80,6 @@ HABIT_DAYS = 3.0
 HABIT_SHARE = 0.15  # a silence through half hours this often silent is a habit (the night stand, the charger) ...
 HABIT_NOW = 0.05  # ... while it is still usual for the watch to be silent at this time of day
 BACK_GRACE = timedelta(minutes=30)  # a hub-linked watch reconnects this long after its resident is back
-UPLOAD_MAX = timedelta(hours=12)
 
 
 # A detector's own alarm flag: one finding when it turns on, re-armed when it turns off.
@@ -154,7 +154,7 @@ class RuleEngine:
                 state.interval_s = gap
             elif gap <= OUTAGE_GAPS * state.interval_s:
                 state.interval_s += INTERVAL_WEIGHT * (gap - state.interval_s)
-            self._learn_upload(state)
+            self._learn_upload(state, reading.ts)
             if state.kind is DeviceKind.WEARABLE:
                 _learn_habit(state, reading.ts)
         if reading.worn is not None:
@@ -172,15 +172,12 @@ class RuleEngine:
         state.last_ts = max(state.last_ts, reading.ts)
         state.offline_reported = False
 
-    def _learn_upload(self, state: DeviceState) -> None:
+    def _learn_upload(self, state: DeviceState, ts: datetime) -> None:
         """A meter that uploads its buffer every few hours looks silent that long: learn how long it usually does."""
         first_of_batch = state.heard_at is None or self.clock is None or self.clock > state.heard_at
         state.heard_at = self.clock
-        if self.clock is None or state.interval_s is None or not first_of_batch:
-            return
-        seen = (self.clock - state.last_ts).total_seconds()
-        if 2 * state.interval_s < seen <= UPLOAD_MAX.total_seconds():
-            state.upload_s = seen if state.upload_s is None else state.upload_s + 0.2 * (seen - state.upload_s)
+        if first_of_batch and self.clock is not None:
+            state.upload_s = learn_upload(state.upload_s, state.interval_s, state.last_ts, ts, self.clock)
 
     def apply(self, feedback: Feedback) -> None:
         """Emergencies need no learning and are never muted, so operator feedback changes nothing here."""

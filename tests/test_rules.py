@@ -184,3 +184,13 @@ def test_a_detectors_own_alarm_flags_fire_once_per_episode() -> None:
     assert [f.code for f in smoke] == [FindingCode.SMOKE_ALARM] * 2
     assert [f.code for f in co] == [FindingCode.CO_ALARM] * 2
     assert all(f.severity is Severity.CRITICAL for f in smoke + co)
+
+
+def test_an_outage_does_not_teach_an_upload_period() -> None:
+    """A meter back on time after 5 h was offline, not batching: its next 3 h silence is flagged at 2 h again."""
+    engine = RuleEngine(RuleConfig())
+    minutes = [m for m in range(0, 24 * 60, 5) if not 300 <= m < 600 and not 900 <= m < 1080]
+    watch = [reading("w1", m, worn=True) for m in range(0, 24 * 60, 5)]
+    findings = run(engine, sorted(watch + [reading("m1", m, water_volume_l=10) for m in minutes], key=lambda r: r.ts))
+    assert [device for device, _ in offline(findings)] == ["m1", "m1"]
+    assert all(silent < 135 for _, silent in offline(findings))
