@@ -50,6 +50,7 @@ WAKE_SD_FLOOR_MIN = 20.0
 RISING_FROM_NOON = (14 * 60, 24 * 60)  # 02:00 to 12:00: a stir in the evening is not getting up
 FOREVER = datetime.max.replace(tzinfo=UTC)
 FIXTURE_PRIOR_SCALE = 0.3
+WATER_OUTAGE = timedelta(hours=2)
 FLOOR_TICKS = 144  # the fixed water rule's 12 hours, in 5-minute ticks
 SCHEDULE_GRACE_MIN = 20.0
 TRICKLE_LEARNED = timedelta(hours=12)  # a trickle is seen only once a 12-hour block of it has passed
@@ -330,8 +331,10 @@ class HomePatterns:
 
     def _water_tick(self, now: datetime) -> None:
         """The last 12 h of water in 5-minute ticks, as the fixed rule counts it; forgotten when the meter stops."""
-        if not self._healthy(DeviceKind.WATER_METER, now):
-            self.water_since = None
+        seen = self.last_seen.get(DeviceKind.WATER_METER)
+        interval = self.meters[DeviceKind.WATER_METER].stale_after(self.config.device_stale)
+        if seen is None or now - seen > max(WATER_OUTAGE, 3 * interval):
+            self.water_since = None  # an outage, not a lost report or two: the rule's 12 h start again
         if sum(self.water_ring) >= self.config.floor_water_l:
             self.water_floor_alerted = False
 

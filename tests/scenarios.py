@@ -39,6 +39,7 @@ class Home:
     low_from_day: int | None = None  # illness: activity falls over 4 days to 40 % from this day
     watch_off_at_night: bool = False  # the watch is on the night stand from 22:00 to 07:00
     wandering: tuple[datetime, int] | None = None  # up at night from then, for minutes: walks, taps, kettle
+    lose_every: int = 0  # the meter's link loses two reports running every n
     minutes: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -128,7 +129,8 @@ def readings(home: Home) -> Iterator[Reading]:
         if home.wearable and (minute + 1) % 5 == 0:
             off = home.watch_off_at_night and not 7 <= (minute / 60) % 24 < 22
             yield _reading(DeviceKind.WEARABLE, ts, steps=step_count, worn=not off)
-        if (minute + 1) % home.meter_every_min == 0:
+        sent = (minute + 1) // home.meter_every_min
+        if (minute + 1) % home.meter_every_min == 0 and not (home.lose_every and sent % home.lose_every < 2):
             rate = flow[minute] if home.flow_field else None
             yield _reading(DeviceKind.WATER_METER, ts, water_volume_l=round(volume, 2), water_flow_l_min=rate)
         if home.gas and (minute + 1) % 5 == 0:

@@ -106,3 +106,12 @@ def test_water_uploaded_in_late_batches_counts_at_its_device_time_as_the_rule_co
     mine = [a for a, f in ours if f.code is FindingCode.INACTIVITY and f.detected_at >= home.stop_at]
     rules = [a for a, f in theirs if f.detected_at >= home.stop_at]
     assert mine and rules and mine[0] <= rules[0]  # type: ignore[operator]
+
+
+def test_a_lost_report_does_not_restart_the_water_rules_twelve_hours() -> None:
+    """A link that loses two reports now and then is not an outage: the floor keeps its 12 h of observation."""
+    patterns = HomePatterns(HOME, CONFIG)
+    stream = list(readings(Home(days=3, seed=17, wearable=False, gas=False, meter_every_min=15, lose_every=7)))
+    for reading in stream:
+        patterns.process(reading)
+    assert patterns.water_since == stream[0].ts
