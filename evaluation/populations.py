@@ -255,14 +255,10 @@ class _Noise:
             self._mark(self.t.slot_of(a.start), self.t.slot_of(a.end))
         self.out = bytearray(self.t.slots)
         for a in self.t.away:
-            self.out[max(0, self.t.slot_of(a.start)) : max(0, self.t.slot_of(a.end))] = b"\x01" * max(
-                0, self.t.slot_of(a.end) - max(0, self.t.slot_of(a.start))
-            )
+            _fill(self.out, self.t.slot_of(a.start), self.t.slot_of(a.end), 1)
 
     def _mark(self, first: int, last: int) -> None:
-        first, last = max(0, first), min(self.t.slots, last)
-        if last > first:
-            self.busy[first:last] = b"\x01" * (last - first)
+        _fill(self.busy, first, last, 1)
 
     def _free(self, first: int, last: int) -> bool:
         return 0 <= first < last <= self.t.slots and not any(self.busy[first:last])
@@ -397,17 +393,22 @@ class _Noise:
         for day in range(t.days):
             if night_off:
                 first = self._hours(day, t.profile.sleep + rng.gauss(0, 0.3))
-                last = self._hours(day + 1, t.profile.wake + rng.gauss(0, 0.3))
-                online[max(0, first) : min(t.slots, last)] = bytes(max(0, min(t.slots, last) - max(0, first)))
+                _fill(online, first, self._hours(day + 1, t.profile.wake + rng.gauss(0, 0.3)), 0)
             if charger_silent:
                 first = self._hours(day, rng.uniform(18.0, 21.0))
-                last = min(t.slots, first + rng.randint(12, 36))
-                online[first:last] = bytes(max(0, last - first))
+                _fill(online, first, first + rng.randint(12, 36), 0)
             if rng.random() < forgets:
                 first = self._hours(day, rng.uniform(7.0, 12.0))
                 for s in range(first, min(t.slots, first + rng.randint(72, 168))):
                     t.worn[s] = 0
         self.case.traits.update(hub=hub, night_off=night_off, charger_silent=charger_silent, forgets=round(forgets, 3))
+
+
+def _fill(buf: bytearray, first: int, last: int, value: int) -> None:
+    """Set ``buf[first:last]`` to ``value``, clamped to the buffer (a slice assignment must not resize it)."""
+    first, last = max(0, first), min(len(buf), last)
+    if last > first:
+        buf[first:last] = bytes([value]) * (last - first)
 
 
 def _longest(values: Sequence[float], busy: bytearray, threshold: float) -> int:

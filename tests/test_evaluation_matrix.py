@@ -181,6 +181,14 @@ def test_eval_profile_json_gives_every_cell() -> None:
     assert report["profiles"]["water_only"]["device_months"] < report["profiles"]["full"]["device_months"]
 
 
+def test_eval_profile_all_runs_every_population() -> None:
+    result = CliRunner().invoke(main, ["eval", "--profile", "all", "--homes", "1", "--days", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert list(report["profiles"]) == list(POPULATIONS)
+    assert [p for p, row in report["profiles"].items() if row["held_out"]] == ["late_batches", "drops"]
+
+
 def test_eval_profile_refuses_unknown_names_and_seed_sets() -> None:
     runner = CliRunner()
     bad = runner.invoke(main, ["eval", "--profile", "mansion", "--homes", "1", "--days", "2"])
