@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from carebed.schemas import Severity
+from carebed.schemas import TECHNICAL_CODES, FindingCode, Severity
 
 
 class Channel(StrEnum):
@@ -85,6 +85,19 @@ DEFAULT_POLICIES: dict[Severity, Policy] = {
     Severity.MEDIUM: _default(600.0, 1, False, (Channel.SMS,)),
     Severity.LOW: _default(1800.0, 1, False, (Channel.SMS,)),
 }
+
+# A technical finding (a device, not the resident) goes to the operators' queue only: no family SMS or call,
+# whatever the home's own policy for that severity says.
+TECHNICAL_POLICY = Policy(
+    steps=(Step(targets=(OPERATOR,), channels=(Channel.SMS,), wait_s=1800.0),), rounds=1, respect_quiet_hours=True
+)
+
+
+def policy_for(code: FindingCode, severity: Severity, home_policy: Policy | None) -> Policy:
+    """The policy an alert escalates by: technical causes by the technician's, others by the home's or the default."""
+    if code in TECHNICAL_CODES:
+        return TECHNICAL_POLICY
+    return home_policy or DEFAULT_POLICIES[severity]
 
 
 class Contact(_Frozen):

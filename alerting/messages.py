@@ -32,6 +32,10 @@ CAUSES: dict[FindingCode, dict[str, str]] = {
     },
     FindingCode.NIGHT_WANDERING: {"zh-CN": "夜间活动异常", "en": "is unusually active at night"},
     FindingCode.ACTIVITY_DECLINE: {"zh-CN": "近几天活动量明显下降", "en": "has been much less active for several days"},
+    FindingCode.POSSIBLE_LEAK: {
+        "zh-CN": "家中水表显示持续细小流量（可能漏水）",
+        "en": "has a constant trickle on the water meter",
+    },
 }
 
 _URGENT = {Severity.CRITICAL, Severity.HIGH}

@@ -124,7 +124,8 @@ def start_escalation(session: Session, alert: Alert, tz: ZoneInfo, time_scale: f
     if home is None or not home.responders:
         _audit(session, alert.id, "no_responder", Source.AUTOMATIC, None, {"home_id": alert.home_id})
     record = session.get(EscalationPolicyRecord, (alert.home_id, alert.severity))
-    policy = esc.Policy.model_validate(record.policy) if record else esc.DEFAULT_POLICIES[Severity(alert.severity)]
+    home_policy = esc.Policy.model_validate(record.policy) if record else None
+    policy = esc.policy_for(FindingCode(alert.code), Severity(alert.severity), home_policy)
     contacts = [
         esc.Contact(
             id=r.id,

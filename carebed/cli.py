@@ -339,6 +339,7 @@ def eval_(
     if profiles:
         _eval_matrix(profiles, seeds, seed, homes or 15, days or 45, as_json, ground_truth or readings)
         return
+    from detector.service import pattern_config
     from evaluation.core import EvalPlan, evaluate, report_tables
     from evaluation.replay import write_simulation
 
@@ -349,6 +350,7 @@ def eval_(
             plan,
             lambda done: progress.update(task, completed=done),
             lambda timeline: write_simulation(timeline, ground_truth, readings),
+            pattern_config(_settings()),
         )
     if as_json:
         click.echo(json.dumps(report))

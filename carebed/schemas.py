@@ -12,7 +12,17 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, Strict, StrictBool
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    model_validator,
+)
 
 from carebed.topics import DeviceChannel
 
@@ -220,6 +230,7 @@ class FindingCode(StrEnum):
     LONG_GAS_FLOW = "long_gas_flow"
     NIGHT_WANDERING = "night_wandering"
     ACTIVITY_DECLINE = "activity_decline"
+    POSSIBLE_LEAK = "possible_leak"
 
 
 WELFARE_CODES = frozenset(
@@ -232,6 +243,9 @@ WELFARE_CODES = frozenset(
     }
 )
 
+
+# Findings about the equipment, not the resident: for a technician, never for the family.
+TECHNICAL_CODES = frozenset({FindingCode.DEVICE_OFFLINE, FindingCode.POSSIBLE_LEAK})
 
 EvidenceValue = str | int | float | bool | None
 
@@ -253,6 +267,17 @@ class Finding(BaseModel):
     received_at: UtcDatetime | None = Field(
         None, description="Gateway wall time of the message that caused it, for end-to-end latency."
     )
+    technical: bool = Field(
+        False, description="About a device rather than the resident: routed to operators, never to the family."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _technical_by_code(cls, data: Any) -> Any:
+        """A device finding is technical whoever raised it, so no producer can route one to a family by omission."""
+        if isinstance(data, dict) and "technical" not in data and data.get("code") in TECHNICAL_CODES:
+            return {**data, "technical": True}
+        return data
 
 
 class FeedbackKind(StrEnum):

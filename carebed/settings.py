@@ -72,7 +72,19 @@ class Settings(BaseSettings):
         description="(ppm, minutes sustained) pairs after EN 50291-1 household CO alarm response times.",
     )
     offline_after_min: float = Field(
-        30.0, gt=0, description="Minutes of event time without a message before a device is offline."
+        120.0,
+        gt=0,
+        description="Least event time without a message before a device is offline; the detector waits longer"
+        " for a device that usually reports less often (4 of its intervals).",
+    )
+    floor_veto_p: float = Field(
+        0.0,
+        ge=0,
+        le=0.5,
+        description="0: the inactivity floors are the deployed rules exactly (< 10 L of water in 12 h; nothing for"
+        " 12 h), so carebed is never later than them. Above 0: once a home is learned, they hold off while at least"
+        " this share of its normal quiet spells get this long (fewer false alerts for long sleepers; see"
+        " docs/detection.md).",
     )
     bulk_nice: int = Field(
         10,

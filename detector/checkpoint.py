@@ -34,9 +34,10 @@ from detector.core import DetectorCore
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_VERSION = 3
-# Version 2 held the whole engine in one pickle; a detector upgraded from it keeps what it learned.
-WHOLE_ENGINE_VERSION = 2
+# Version 4: per-home meters (trickle, interval, schedules) and per-device reporting intervals. Earlier
+# versions (2: the whole engine in one pickle, 3: chunked) hold state of another shape and are ignored:
+# the detector learns afresh, with the fixed floors on from the first reading.
+CHECKPOINT_VERSION = 4
 # Devices or homes per pickle: enough that each pickle's class references cost little.
 CHUNK_ITEMS = 256
 WRITE_SECONDS = Histogram(
@@ -199,8 +200,6 @@ def _chunks(items: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def _load_state(f: IO[bytes]) -> object:
     """The engine, or None for a file of another version. Each chunk's pickle lets go of what it built on the way."""
     version, engine, *chunk_counts = pickle.load(f)
-    if version == WHOLE_ENGINE_VERSION:
-        return engine
     if version != CHECKPOINT_VERSION or not isinstance(engine, DetectorCore):
         return None
     device_chunks, home_chunks = chunk_counts

@@ -1,22 +1,25 @@
-"""Pure core of the learned living patterns: per-home baselines judged in event time.
+"""Pure core of the learned living patterns: one home's state, judged on a 5-minute grid of event time.
 
-Each home learns, on a fixed 5-minute grid of event time, how likely activity is to resume
-after a quiet spell of a given length at a given time of day (a discrete-time hazard model).
-The survival of the current quiet spell under that model is the probability that a normal
-spell lasts this long; a calibration layer checks it against how often this home's own
-completed spells got that improbable and only ever raises it. The same machinery learns
-flow lengths (tap, stove), night-time steps and daily totals. Everything is a few arrays of
-float32 and a handful of river running statistics, so a home's state pickles to a few KB.
+`HomePatterns` holds a home's shared state (which devices report, the last activity, days
+learned, away periods, operator feedback) and runs one pattern per concern over it:
 
-Because the grid and every decision depend only on device timestamps, a replay at any
-speed, split anywhere by a pickled checkpoint, gives the same findings as a live run.
+* inactivity: quiet spells under a hazard model of this home (`detector/spells.py`), a late
+  morning, and the fixed floors (the deployed "< 10 L of water in 12 h" rule among them);
+* flows: what each meter says (`detector/meters.py`: use, trickles, coarse totals, appliances on
+  a timer) and flows far longer than this home's;
+* night: steps, or water and gas use while the watch is off, in the person's deep night
+  (`detector/night.py`);
+* decline: days much less active than this home's usual ones (`detector/decline.py`).
+
+Everything is a few arrays of float32 and a handful of running statistics, so a home's state
+pickles to a few KB. Because the grid and every decision depend only on device timestamps, a
+replay at any speed, split anywhere by a pickled checkpoint, gives the same findings as a live run.
 """
 
 from __future__ import annotations
 
 import math
 from array import array
-from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -34,21 +37,23 @@ from carebed.schemas import (
     Severity,
     evidence_of,
 )
+from detector.decline import SHARE as DECLINE_SHARE
+from detector.decline import DailyTotals, Decline
+from detector.meters import COARSE_MIN, FLOW_BINS, FLOW_PRIOR, Interval, Meter, flow_tail
+from detector.night import NightWatch
+from detector.spells import EPOCH, TICK, TICK_MIN, GapModel, grid_after, tod_bin
+from detector.wording import duration
 
-TICK = timedelta(minutes=5)
-TICK_MIN = 5.0
-BINS_PER_DAY = 48
-AGE_EDGES_MIN = (10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0)
-AGES = len(AGE_EDGES_MIN) + 1
-CALIBRATION_LEVELS = 8
-FLOW_BINS = 48
 WINDOW_TICKS = 12
-WANDER_MIN_TICKS = 5
 DEEP_NIGHT_RATE = 0.05
 WAKE_SD_FLOOR_MIN = 20.0
 RISING_FROM_NOON = (14 * 60, 24 * 60)  # 02:00 to 12:00: a stir in the evening is not getting up
-EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 FOREVER = datetime.max.replace(tzinfo=UTC)
+FIXTURE_PRIOR_SCALE = 0.3
+WATER_OUTAGE = timedelta(hours=2)
+FLOOR_TICKS = 144  # the fixed water rule's 12 hours, in 5-minute ticks
+SCHEDULE_GRACE_MIN = 20.0
+TRICKLE_LEARNED = timedelta(hours=12)  # a trickle is seen only once a 12-hour block of it has passed
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,32 +66,18 @@ class PatternConfig:
     late_morning_alpha: float = 0.001
     flow_false_per_month: float = 0.1
     wander_alpha: float = 0.002
-    decline_alpha: float = 0.001
     floor_silence: timedelta = timedelta(hours=12)
+    floor_water_l: float = 10.0
+    floor_other_quiet: timedelta = timedelta(hours=1)
+    # Above 0, once learned, the floors hold off while at least this share of the home's normal quiet spells get
+    # this long, never past floor_always (0: the floors are the fixed rules exactly; CAREBED_FLOOR_VETO_P).
+    floor_veto_p: float = 0.0
+    floor_always: timedelta = timedelta(hours=18)
     floor_flow: timedelta = timedelta(hours=2)
     floor_flow_night: timedelta = timedelta(hours=1)
     device_stale: timedelta = timedelta(minutes=15)
     daily_decay: float = 0.98
     prior_weight: float = 10.0
-
-
-def tod_bin(ts: datetime, tz: tzinfo) -> int:
-    local = ts.astimezone(tz)
-    return local.hour * 2 + local.minute // 30
-
-
-def grid_after(ts: datetime) -> datetime:
-    """The first grid point strictly after ``ts``."""
-    ticks = (ts - EPOCH) // TICK
-    return EPOCH + (ticks + 1) * TICK
-
-
-def _prior_hazard(tod: int, age: int) -> float:
-    """Population prior: low chance of activity at night, modest by day; low means slow to alarm."""
-    hour = tod / 2
-    if hour >= 22 or hour < 6:
-        return 0.03
-    return (0.5, 0.35, 0.25, 0.15, 0.1, 0.06, 0.04, 0.03)[age]
 
 
 def _clock(ts: datetime, tz: tzinfo) -> str:
@@ -111,173 +102,9 @@ def _significant(p: float) -> float:
     return float(f"{p:.2g}")
 
 
-def _duration(minutes: float) -> str:
-    hours, mins = divmod(int(minutes), 60)
-    return f"{hours} h {mins} min" if hours else f"{mins} min"
-
-
-class GapModel:
-    """How long quiet spells last at each time of day: learns a hazard per (time of day, age), scores the current spell.
-
-    ``step`` is called once per grid tick with whether activity happened since the previous
-    tick. ``probability()`` is the calibrated chance that a normal spell gets as improbable
-    as the current one.
-
-    >>> from datetime import datetime, UTC
-    >>> model = GapModel(ZoneInfo("UTC"))
-    >>> t = datetime(2026, 1, 1, 9, tzinfo=UTC)
-    >>> for i in range(12 * 24 * 7 + 1):  # a week of activity every other 5 minutes
-    ...     model.step(t + i * TICK, active=i % 2 == 0, learn=True)
-    >>> model.probability()
-    1.0
-    >>> for i in range(1, 13):  # then an hour of silence, longer than any spell seen
-    ...     model.step(t + (12 * 24 * 7 + i) * TICK, active=False, learn=True)
-    >>> round(model.probability(), 3)
-    0.004
-    """
-
-    def __init__(self, tz: tzinfo, prior_weight: float = 10.0) -> None:
-        self.tz = tz
-        self.prior_weight = prior_weight
-        self.counts = array("f", bytes(4 * BINS_PER_DAY * AGES * 2))
-        self.calibration = array("f", bytes(4 * (CALIBRATION_LEVELS + 1)))
-        self.log_s = 0.0
-        self.last_activity: datetime | None = None
-        self.quiet_ticks = 0
-        self.learnable = True
-        self._prev: tuple[int, int] | None = None
-
-    def hazard(self, tod: int, age: int) -> float:
-        """Chance of activity within the next tick, smoothed over neighbouring half hours.
-
-        Where this home has few spells of this age, the estimate leans on its own hazard at the
-        next younger age (never below the population prior), and at the youngest age on the
-        population prior: a spell longer than any seen is assumed to end as the longest ones did.
-        """
-        counts = self.counts
-        k = self.prior_weight
-        h = _prior_hazard(tod, 0)
-        for a in range(age + 1):
-            trials = events = 0.0
-            for offset, weight in ((0, 1.0), (-1, 0.5), (1, 0.5)):
-                i = (((tod + offset) % BINS_PER_DAY) * AGES + a) * 2
-                trials += weight * counts[i]
-                events += weight * counts[i + 1]
-            prior = h if a == 0 else max(_prior_hazard(tod, a), h)
-            h = min(0.99, (events + k * prior) / (trials + k))
-        return h
-
-    def step(self, now: datetime, active: bool, learn: bool, tod: int | None = None) -> None:
-        tod = tod_bin(now, self.tz) if tod is None else tod
-        if self._prev is not None:
-            ptod, page = self._prev
-            if learn and self.learnable:
-                i = (ptod * AGES + page) * 2
-                self.counts[i] += 1
-                if active:
-                    self.counts[i + 1] += 1
-            if not active:
-                self.log_s += math.log1p(-self.hazard(ptod, page))
-        if active:
-            if self.quiet_ticks and learn and self.learnable:
-                self._record_spell()
-            self.last_activity = now
-            self.log_s = 0.0
-            self.quiet_ticks = 0
-            self.learnable = True
-        elif self.last_activity is not None:
-            self.quiet_ticks += 1
-        if self.last_activity is None:
-            self._prev = None
-        else:
-            age = (now - self.last_activity).total_seconds() / 60
-            self._prev = (tod, bisect_right(AGE_EDGES_MIN, age))
-
-    def hold(self, now: datetime, active: bool) -> None:
-        """Some channels this model watches are not reporting: activity still ends the spell, silence does not count.
-
-        The spell's survival is frozen rather than reset, so a watch taken off to charge does
-        not hide a collapse that began before; nothing is learned until the channels return.
-        """
-        if active:
-            self.last_activity = now
-            self.log_s = 0.0
-            self.quiet_ticks = 0
-            self.learnable = True
-        self._prev = None
-
-    def _record_spell(self) -> None:
-        cal = self.calibration
-        cal[0] += 1
-        reached = min(CALIBRATION_LEVELS, int(-self.log_s / math.log(10)))
-        for level in range(1, reached + 1):
-            cal[level] += 1
-
-    def survival(self) -> float:
-        return math.exp(self.log_s)
-
-    def probability(self) -> float:
-        """Survival of the current spell, raised if this home's spells reached such levels more often than expected."""
-        s = self.survival()
-        if s >= 0.1:
-            return s
-        level = min(CALIBRATION_LEVELS, int(-math.log10(s)))
-        expected = self.calibration[0] * 10.0**-level
-        observed = self.calibration[level]
-        return min(1.0, s * max(1.0, (observed + 1) / (expected + 1)))
-
-    def decay(self, factor: float) -> None:
-        for arr in (self.counts, self.calibration):
-            for i in range(len(arr)):
-                arr[i] *= factor
-
-
-_FLOW_PRIOR = {
-    DeviceKind.WATER_METER: [1.0 if 1 <= i <= 3 else 0.3 if i <= 6 else 0.0 for i in range(FLOW_BINS)],
-    DeviceKind.GAS_SENSOR: [1.0 if 3 <= i <= 9 else 0.3 if i <= 12 else 0.0 for i in range(FLOW_BINS)],
-}
-
-
-def flow_tail(counts: Sequence[float], prior: Sequence[float], prior_weight: float, minutes: float) -> float:
-    """P(a normal flow lasts >= minutes): empirical in the bulk, an exponential tail beyond it.
-
-    The tail starts where about ten of the home's flows remain (at most the top 10 %, at least
-    the top 1 %), and its scale is their mean excess: peaks over a threshold with shape zero.
-    """
-    prior_total = sum(prior)
-    mass = [c + prior_weight * p / prior_total for c, p in zip(counts, prior, strict=True)]
-    n = sum(mass)
-    survival = [0.0] * (FLOW_BINS + 1)
-    for i in range(FLOW_BINS - 1, -1, -1):
-        survival[i] = survival[i + 1] + mass[i] / n
-    share = min(0.1, max(0.005, 5 / n))
-    start = max(i for i in range(FLOW_BINS) if survival[i] >= share)
-    beyond = [(j - start, mass[j]) for j in range(start + 1, FLOW_BINS) if mass[j] > 0]
-    weight = sum(m for _, m in beyond)
-    tau = max(TICK_MIN, TICK_MIN * sum(d * m for d, m in beyond) / weight) if weight else TICK_MIN
-    index = minutes / TICK_MIN
-    if index <= start:
-        return survival[min(FLOW_BINS - 1, max(0, int(index)))]
-    return survival[start] * math.exp(-(minutes - start * TICK_MIN) / tau)
-
-
-@dataclass(slots=True)
-class Flow:
-    """One meter's flow episodes and what this home's normal episodes last (5-minute bins, day and night)."""
-
-    kind: DeviceKind
-    day: array[float] = field(default_factory=lambda: array("f", bytes(4 * FLOW_BINS)))
-    night: array[float] = field(default_factory=lambda: array("f", bytes(4 * FLOW_BINS)))
-    start: datetime | None = None
-    start_night: bool = False
-    last_flowing: datetime | None = None
-    prev_ts: datetime | None = None
-    alerted: bool = False
-    episodes: float = 0.0
-
-
-def _binomial_tail(n: int, k: int, p: float) -> float:
-    return sum(math.comb(n, j) * p**j * (1 - p) ** (n - j) for j in range(k, n + 1))
+def _slot(tick: datetime) -> int:
+    """The fixed water rule's ring slot of the 5-minute tick ending at ``tick``."""
+    return ((tick - EPOCH) // TICK) % FLOOR_TICKS
 
 
 class HomePatterns:
@@ -287,42 +114,37 @@ class HomePatterns:
         self.home_id = home_id
         self.config = config
         self.any = GapModel(config.tz, config.prior_weight)
-        self.fixtures = GapModel(config.tz, config.prior_weight)
-        self.flows = {k: Flow(k) for k in (DeviceKind.WATER_METER, DeviceKind.GAS_SENSOR)}
-        self.steps_active = array("f", bytes(4 * BINS_PER_DAY))
-        self.steps_total = array("f", bytes(4 * BINS_PER_DAY))
-        self.nights = array("f", bytes(4 * (WINDOW_TICKS + 1)))
-        self.daily_mean = stats.EWMean(fading_factor=0.1)
-        self.daily_var = stats.EWVar(fading_factor=0.1)
+        self.fixtures = GapModel(config.tz, config.prior_weight, FIXTURE_PRIOR_SCALE)
+        self.meters = {k: Meter(k) for k in (DeviceKind.WATER_METER, DeviceKind.GAS_SENSOR)}
+        self.water_ring = array("f", bytes(4 * FLOOR_TICKS))  # litres by the device time they were used
+        self.water_since: datetime | None = None
+        self.water_floor_alerted = False
+        self.last_other: datetime | None = None
+        self.walking = NightWatch(min_ticks=5)
+        self.using = NightWatch(min_ticks=3)
+        self.daily = DailyTotals()
         self.wake_mean = stats.EWMean(fading_factor=0.1)
         self.wake_var = stats.EWVar(fading_factor=0.1)
         self.wake_days = 0
         self.awaiting_wake = False
         self.quiet_since_night = False
         self.active_mask = 0
-        self.recent_days: list[int] = []
         self.sensitivity: dict[FindingCode, float] = {}
         self.next_tick: datetime | None = None
         self.last_seen: dict[DeviceKind, datetime] = {}
         self.offline: set[DeviceKind] = set()
         self.worn = True
         self.last_steps: int | None = None
-        self.last_volume: dict[DeviceKind, float] = {}
         self.pending_steps = False
         self.pending_fixtures = False
         self.last_any: datetime | None = None
         self.last_fixture_use: datetime | None = None
-        self.fixture_floor_alerted = False
         self.silence_alerted = False
-        self.step_mask = 0
-        self.night_ticks = 0
-        self.tonight_max = 0
-        self.wander_alerted = False
         self.day_date: str | None = None
         self.day_ticks = 0
         self.day_active = 0
+        self.day_use = [0.0, 0.0, 0.0]  # steps, litres of water, m³ of gas today
         self.learned_days = 0
-        self.declined = False
         self.away_until: datetime | None = None
         self.was_away = False
 
@@ -342,12 +164,13 @@ class HomePatterns:
                 self.worn = reading.worn
             if reading.steps is not None:
                 if self.last_steps is not None and reading.steps > self.last_steps:
-                    self._activity(ts, steps=True)
+                    self.day_use[0] += reading.steps - self.last_steps
+                    self._activity(ts)
                 self.last_steps = reading.steps
         elif kind is DeviceKind.WATER_METER:
-            self._meter(kind, ts, reading.water_volume_l, reading.water_flow_l_min, 0.5, 0.1)
+            findings += self._meter(reading, reading.water_volume_l, reading.water_flow_l_min)
         elif kind is DeviceKind.GAS_SENSOR:
-            self._meter(kind, ts, reading.gas_volume_m3, reading.gas_flow_m3_h, 0.002, 0.02)
+            findings += self._meter(reading, reading.gas_volume_m3, reading.gas_flow_m3_h)
         return findings
 
     def apply(self, feedback: Feedback) -> None:
@@ -368,69 +191,102 @@ class HomePatterns:
         while self.next_tick < now:
             findings.extend(self._tick(self.next_tick))
             self.next_tick += TICK
+            self.water_ring[_slot(self.next_tick)] = 0.0  # the tick 12 h ago leaves the rule's window
         return findings
 
-    def _activity(self, ts: datetime, steps: bool = False) -> None:
-        if steps:
+    def _activity(self, ts: datetime, kind: DeviceKind | None = None) -> None:
+        """A sign of the resident; ``kind`` None for steps. Water is kept apart for the fixed water rule."""
+        if kind is None:
             self.pending_steps = True
         else:
             self.pending_fixtures = True
-            self.fixture_floor_alerted = False
             if self.last_fixture_use is None or ts > self.last_fixture_use:
                 self.last_fixture_use = ts
+        if kind is not DeviceKind.WATER_METER and (self.last_other is None or ts > self.last_other):
+            self.last_other = ts
         if self.last_any is None or ts > self.last_any:
             self.last_any = ts
 
-    def _meter(
-        self, kind: DeviceKind, ts: datetime, volume: float | None, flow: float | None, used: float, flowing: float
-    ) -> None:
-        usage = 0.0
-        if volume is not None:
-            last = self.last_volume.get(kind)
-            if last is not None and volume >= last:
-                usage = volume - last
-            self.last_volume[kind] = volume
-        running = flow > flowing if flow is not None else usage > used
-        if usage > used or running:
-            self._activity(ts)
-        self._flow(self.flows[kind], ts, running)
+    def _meter(self, reading: Reading, volume: float | None, flow: float | None) -> list[Finding]:
+        """Use above the trickle is activity, unless it is a scheduled appliance's usual run; every litre counts
+        for the fixed water rule."""
+        meter = self.meters[reading.device_kind]
+        meter.device_id = reading.device_id
+        ts = reading.ts
+        if self.next_tick is not None:
+            meter.arrived(ts, self.next_tick)
+        interval = meter.read(ts, volume, flow)
+        if reading.device_kind is DeviceKind.WATER_METER:
+            # Counted at its device time, as the rule counts it: a batch uploaded late fills its own hours.
+            if self.next_tick is not None and self.next_tick - ts <= self.config.floor_silence:
+                self.water_ring[_slot(grid_after(ts - timedelta(microseconds=1)))] += interval.used  # its tick
+            self.water_since = self.water_since or ts
+        self._flow(meter, ts, interval)
+        scheduled = meter.start is not None and meter.scheduled_min is not None and not self._overran(meter, ts)
+        if (interval.use or interval.running) and not scheduled:
+            self.day_use[1 if reading.device_kind is DeviceKind.WATER_METER else 2] += interval.excess
+            self._activity(ts, reading.device_kind)
+        if meter.leaking(ts):
+            return [self._leak(meter, ts)]
+        return []
 
-    def _flow(self, flow: Flow, ts: datetime, running: bool) -> None:
-        if running:
-            if flow.start is None:
-                flow.start = flow.prev_ts or ts
-                flow.start_night = self._is_night(tod_bin(flow.start, self.config.tz))
-            flow.last_flowing = ts
-        elif flow.start is not None:
-            end = flow.last_flowing or ts
-            if not flow.alerted and not self._away(ts):
-                minutes = (end - flow.start).total_seconds() / 60
-                hist = flow.night if flow.start_night else flow.day
-                hist[min(FLOW_BINS - 1, round(minutes / TICK_MIN))] += 1
-                flow.episodes += 1
-            flow.start = None
-            flow.alerted = False
-        flow.prev_ts = ts
+    def _flow(self, meter: Meter, ts: datetime, interval: Interval) -> None:
+        """Open, extend or close the meter's flow episode; a coarse interval's flow may have begun at its start."""
+        if interval.running:
+            if meter.start is None:
+                meter.start = meter.prev_ts or ts
+                meter.start_night = self._is_night(tod_bin(meter.start, self.config.tz))
+                meter.scheduled_min = meter.schedule(meter.start, self.config.tz)
+            meter.last_flowing = ts
+        elif meter.start is not None:
+            end = meter.last_flowing or ts
+            if not meter.alerted and not self._away(ts):
+                minutes = (end - meter.start).total_seconds() / 60
+                meter.learn_episode(meter.start, self.config.tz, minutes)
+            meter.start = meter.scheduled_min = None
+            meter.alerted = False
+        meter.prev_ts = ts
+
+    @staticmethod
+    def _overran(meter: Meter, now: datetime) -> bool:
+        """A scheduled flow that runs well past its usual length is no longer the appliance's run."""
+        assert meter.start is not None and meter.scheduled_min is not None
+        minutes = (now - meter.start).total_seconds() / 60
+        return minutes > 1.5 * meter.scheduled_min + SCHEDULE_GRACE_MIN
+
+    def _leak(self, meter: Meter, now: datetime) -> Finding:
+        assert meter.leak_since is not None
+        rate = meter.trickle()
+        since = meter.leak_since - TRICKLE_LEARNED
+        text = (
+            f"A steady {rate:.2f} L/min has run through the water meter under all use for"
+            f" {duration((now - since).total_seconds() / 60)} (a cistern or pipe may be leaking)"
+        )
+        evidence = evidence_of(trickle_l_min=round(rate, 3), basis="trickle")
+        finding = self._finding(FindingCode.POSSIBLE_LEAK, Severity.LOW, since, now, text, evidence)
+        return finding.model_copy(update={"device_id": meter.device_id})
 
     def _returned(self, now: datetime) -> None:
         """Back from an away period: the home's silence while away was not the resident's, so spells start afresh."""
         self.last_any = self.last_fixture_use = now
         self.any.hold(now, active=True)
         self.fixtures.hold(now, active=True)
-        self.silence_alerted = self.fixture_floor_alerted = self.quiet_since_night = False
+        self.silence_alerted = self.water_floor_alerted = self.quiet_since_night = False
+        self.water_since = now
 
     def _away(self, now: datetime) -> bool:
         return self.away_until is not None and now < self.away_until
 
     def _healthy(self, kind: DeviceKind, now: datetime) -> bool:
+        """Reporting as it usually does: a meter that reports hourly is not stale after 15 minutes."""
         seen = self.last_seen.get(kind)
-        return seen is not None and kind not in self.offline and now - seen <= self.config.device_stale
+        meter = self.meters.get(kind)
+        stale = meter.stale_after(self.config.device_stale) if meter else self.config.device_stale
+        return seen is not None and kind not in self.offline and now - seen <= stale
 
     def _step_rate(self, tod: int) -> float:
         """How often this person takes steps in this half hour (prior: rarely from 23:00 to 05:00)."""
-        prior = 0.03 if tod >= 46 or tod < 10 else 0.5
-        k = 2 * self.config.prior_weight
-        return (self.steps_active[tod] + k * prior) / (self.steps_total[tod] + k)
+        return self.walking.rate(tod, 0.03 if tod >= 46 or tod < 10 else 0.5, 2 * self.config.prior_weight)
 
     def _is_night(self, tod: int) -> bool:
         """This person's usual sleeping half hours."""
@@ -444,6 +300,7 @@ class HomePatterns:
             self._returned(now)
         self.was_away = away
         learn = not away
+        self._water_tick(now)
         wearable = self._healthy(DeviceKind.WEARABLE, now) and self.worn
         fixtures = self._healthy(DeviceKind.WATER_METER, now) or self._healthy(DeviceKind.GAS_SENSOR, now)
         steps, fixture_use = self.pending_steps, self.pending_fixtures
@@ -462,13 +319,24 @@ class HomePatterns:
         self._morning(now, tod, active, learn and (wearable or fixtures))
         findings = self._day(now, active, wearable or fixtures, away)
         if wearable:
-            findings.extend(self._night(now, tod, steps, learn, away))
+            findings.extend(self._wander(self.walking, now, tod, steps, learn, not away))
+        if fixtures:
+            findings.extend(self._wander(self.using, now, tod, fixture_use, learn, not (away or wearable)))
         if away:
             return findings
         findings.extend(self._inactivity(now, wearable, fixtures))
-        for flow in self.flows.values():
-            findings.extend(self._long_flow(flow, now))
+        for meter in self.meters.values():
+            findings.extend(self._long_flow(meter, now))
         return findings
+
+    def _water_tick(self, now: datetime) -> None:
+        """The last 12 h of water in 5-minute ticks, as the fixed rule counts it; forgotten when the meter stops."""
+        seen = self.last_seen.get(DeviceKind.WATER_METER)
+        interval = self.meters[DeviceKind.WATER_METER].stale_after(self.config.device_stale)
+        if seen is None or now - seen > max(WATER_OUTAGE, 3 * interval):
+            self.water_since = None  # an outage, not a lost report or two: the rule's 12 h start again
+        if sum(self.water_ring) >= self.config.floor_water_l:
+            self.water_floor_alerted = False
 
     def _cold(self) -> bool:
         return self.learned_days < self.config.cold_start_days
@@ -511,6 +379,7 @@ class HomePatterns:
         sensitivity = self.sensitivity.get(FindingCode.INACTIVITY, 1.0)
         p = model.probability() if model.learnable else 1.0
         late = self._late_morning(now)
+        ordinary = model.learnable and not self._cold() and min(p, late) >= cfg.floor_veto_p > 0
         morning = late / cfg.late_morning_alpha < p / cfg.inactivity_alpha
         learned = not self._cold() and (
             p < cfg.inactivity_alpha * sensitivity or late < cfg.late_morning_alpha * sensitivity
@@ -518,15 +387,13 @@ class HomePatterns:
         if morning:
             p = late
         onset = self.last_any
-        if not learned and now - onset < cfg.floor_silence:
-            # In cold start the floor is the fixed water rule itself, so carebed is never slower than it.
-            dry = self.last_fixture_use
-            if not (self._cold() and fixtures and dry is not None and now - dry >= cfg.floor_silence):
-                return []
-            if self.fixture_floor_alerted:
-                return []
-            onset = dry
-        self.silence_alerted = self.fixture_floor_alerted = True
+        dry = self._under_water_rule(now)
+        if not learned and now - onset < cfg.floor_silence and not dry:
+            return []
+        if not learned and ordinary and now - onset < cfg.floor_always:
+            return []  # a spell this long is ordinary for this home at these hours: a long sleeper's night
+        self.silence_alerted = True
+        self.water_floor_alerted = self.water_floor_alerted or dry
         model.learnable = False
         minutes = (now - onset).total_seconds() / 60
         since = _clock(onset, cfg.tz)
@@ -538,25 +405,50 @@ class HomePatterns:
             channels="wearable, water, gas" if wearable else "water, gas",
         )
         evidence["probability"] = _significant(p) if learned else None
-        text = f"No activity since {since} ({_duration(minutes)})"
+        text = f"No activity since {since} ({duration(minutes)})"
         if self.wake_days and self.quiet_since_night:
             wake = (int(self.wake_mean.get()) + 720) % 1440
             evidence["usually_up_at"] = f"{wake // 60:02d}:{wake % 60:02d}"
-            text = f"Usually up at {evidence['usually_up_at']}; nothing since {since} ({_duration(minutes)})"
+            text = f"Usually up at {evidence['usually_up_at']}; nothing since {since} ({duration(minutes)})"
         if learned:
             what = "mornings" if morning else "quiet spells"
             text += f"; about 1 in {_one_in(p):,} {what} under this home's normal pattern"
         else:
-            text += f"; fixed rule: nothing for {cfg.floor_silence.total_seconds() / 3600:.0f} h"
+            hours = f"{cfg.floor_silence.total_seconds() / 3600:.0f} h"
+            text += (
+                f"; fixed rule: under {cfg.floor_water_l:g} L of water in {hours}"
+                if dry
+                else f"; fixed rule: nothing for {hours}"
+            )
         return [self._finding(FindingCode.INACTIVITY, Severity.HIGH, onset, now, text, evidence)]
 
-    def _long_flow(self, flow: Flow, now: datetime) -> list[Finding]:
+    def _under_water_rule(self, now: datetime) -> bool:
+        """The deployed rule, under 10 L of water in 12 h, once per dry spell: carebed is never later than it.
+
+        Unlike the rule it holds off while the wearable or the gas shows the resident active in the last hour,
+        which a collapse never does.
+        """
+        cfg = self.config
+        if self.water_floor_alerted or self.water_since is None or now - self.water_since < cfg.floor_silence:
+            return False
+        if sum(self.water_ring) >= cfg.floor_water_l:
+            return False
+        return self.last_other is None or now - self.last_other >= cfg.floor_other_quiet
+
+    def _long_flow(self, flow: Meter, now: datetime) -> list[Finding]:
+        """A flow far longer than this home's flows; a scheduled appliance's usual run is not judged at all.
+
+        On a coarse meter the flow is known to have lasted only until its last reading, not until now.
+        """
         cfg = self.config
         if flow.start is None or flow.alerted or flow.last_flowing is None:
             return []
-        if now - flow.last_flowing > cfg.device_stale:
+        if now - flow.last_flowing > flow.stale_after(cfg.device_stale):
             return []
-        minutes = (now - flow.start).total_seconds() / 60
+        if flow.scheduled_min is not None and not self._overran(flow, now):
+            return []
+        coarse = flow.interval_s is not None and flow.interval_s > COARSE_MIN * 60
+        minutes = ((flow.last_flowing if coarse else now) - flow.start).total_seconds() / 60
         code = FindingCode.LONG_WATER_FLOW if flow.kind is DeviceKind.WATER_METER else FindingCode.LONG_GAS_FLOW
         night = flow.start_night
         hist = flow.night if night and sum(flow.night) >= 10 else flow.day
@@ -564,15 +456,16 @@ class HomePatterns:
         alpha = cfg.flow_false_per_month / max(10.0, per_month) * self.sensitivity.get(code, 1.0)
         if night:
             alpha *= 3
-        p = flow_tail(hist, _FLOW_PRIOR[flow.kind], cfg.prior_weight, minutes)
+        p = flow_tail(hist, FLOW_PRIOR[flow.kind], cfg.prior_weight, minutes)
         learned = not self._cold() and p < alpha
-        floor = cfg.floor_flow_night if night else cfg.floor_flow
+        # The stricter night floor waits for the home's own nights: an appliance on a timer is learned first.
+        floor = cfg.floor_flow_night if night and not self._cold() else cfg.floor_flow
         if not learned and minutes < floor.total_seconds() / 60:
             return []
         flow.alerted = True
         what = "Water" if flow.kind is DeviceKind.WATER_METER else "Gas"
         normal = self._normal_flow_min(hist)
-        text = f"{what} has been flowing for {_duration(minutes)} since {_clock(flow.start, cfg.tz)}"
+        text = f"{what} has been flowing for {duration(minutes)} since {_clock(flow.start, cfg.tz)}"
         text += f" ({'at night; ' if night else ''}this home's flows rarely pass {normal:.0f} min)"
         evidence = evidence_of(
             basis="learned" if learned else "fixed_floor",
@@ -596,49 +489,29 @@ class HomePatterns:
                 return i * TICK_MIN
         return (FLOW_BINS - 1) * TICK_MIN
 
-    def _night(self, now: datetime, tod: int, steps: bool, learn: bool, away: bool) -> list[Finding]:
-        """Steps in this person's deep night: judged on the last hour against their own night-time step rate."""
-        self.step_mask = ((self.step_mask << 1) | int(steps)) & ((1 << WINDOW_TICKS) - 1)
-        rate = self._step_rate(tod)
-        if rate >= DEEP_NIGHT_RATE:
-            if self.night_ticks and learn:
-                self.nights[min(WINDOW_TICKS, self.tonight_max)] += 1
-            self.night_ticks = self.tonight_max = 0
-            self.wander_alerted = False
-            self._learn_steps(tod, steps, learn)
+    def _wander(
+        self, watch: NightWatch, now: datetime, tod: int, active: bool, learn: bool, judge: bool
+    ) -> list[Finding]:
+        """Sustained activity in this person's deep night on one channel, against its own night-time rate."""
+        deep = self._step_rate(tod) < DEEP_NIGHT_RATE
+        steps = watch is self.walking
+        rate = self._step_rate(tod) if steps else watch.rate(tod, 0.02 if deep else 0.1, 2 * self.config.prior_weight)
+        alpha = self.config.wander_alpha * self.sensitivity.get(FindingCode.NIGHT_WANDERING, 1.0)
+        found = watch.step(tod, active, learn, deep, rate, alpha if judge and not self._cold() else 0.0)
+        if found is None:
             return []
-        self.night_ticks += 1
-        window = self.step_mask & ((1 << min(self.night_ticks, WINDOW_TICKS)) - 1)
-        active = window.bit_count()
-        self.tonight_max = max(self.tonight_max, active)
-        # A wandering episode must not teach the night that wandering is normal while it lasts.
-        self._learn_steps(tod, steps, learn and active < 2)
-        if active < 2:
-            self.wander_alerted = False
-        if active < WANDER_MIN_TICKS or self.wander_alerted or away or self._cold():
-            return []
-        per_night = min(1.0, 8 * _binomial_tail(WINDOW_TICKS, active, max(0.01, rate)))
-        nights = sum(self.nights)
-        reached = sum(self.nights[active:])
-        p = max(per_night, reached / (nights + 1)) if reached else per_night
-        if p >= self.config.wander_alpha * self.sensitivity.get(FindingCode.NIGHT_WANDERING, 1.0):
-            return []
-        self.wander_alerted = True
-        onset = now - TICK * window.bit_length()
-        minutes = active * TICK_MIN
+        p = found.probability
+        onset = now - TICK * found.window_ticks
+        minutes = found.active_ticks * TICK_MIN
+        what = "Walking at night" if steps else "Water or gas in use at night (the watch is off)"
         text = (
-            f"Walking at night since {_clock(onset, self.config.tz)} ({minutes:.0f} of the last 60 min);"
+            f"{what} since {_clock(onset, self.config.tz)} ({minutes:.0f} of the last 60 min);"
             f" about 1 in {_one_in(p):,} nights under this person's normal pattern"
         )
-        evidence = evidence_of(active_min=minutes, window_min=60, one_in=_one_in(p))
+        channel = "wearable" if steps else "water, gas"
+        evidence = evidence_of(active_min=minutes, window_min=60, one_in=_one_in(p), channels=channel)
         evidence["probability"] = _significant(p)
         return [self._finding(FindingCode.NIGHT_WANDERING, Severity.MEDIUM, onset, now, text, evidence)]
-
-    def _learn_steps(self, tod: int, steps: bool, learn: bool) -> None:
-        if learn:
-            self.steps_total[tod] += 1
-            if steps:
-                self.steps_active[tod] += 1
 
     def _day(self, now: datetime, active: bool, observed: bool, away: bool) -> list[Finding]:
         """Daily totals: count learned days, decay the baselines, and look for a multi-day decline."""
@@ -648,6 +521,7 @@ class HomePatterns:
             findings = self._close_day(now)
         if self.day_date != date:
             self.day_date, self.day_ticks, self.day_active = date, 0, 0
+            self.day_use = [0.0, 0.0, 0.0]
         if observed and not away:
             self.day_ticks += 1
             self.day_active += int(active)
@@ -660,44 +534,28 @@ class HomePatterns:
         self.learned_days += 1
         for model in (self.any, self.fixtures):
             model.decay(cfg.daily_decay)
-        flows = [hist for flow in self.flows.values() for hist in (flow.day, flow.night)]
-        for arr in (self.steps_active, self.steps_total, self.nights, *flows):
-            for i in range(len(arr)):
-                arr[i] *= cfg.daily_decay
-        for flow in self.flows.values():
-            flow.episodes *= cfg.daily_decay
-        self.recent_days = [*self.recent_days[-2:], self.day_active]
-        findings: list[Finding] = []
-        if self.learned_days > 2 * cfg.cold_start_days and len(self.recent_days) == 3:
-            findings = self._decline(now)
-        if not self.declined:
-            self.daily_mean.update(self.day_active)
-            self.daily_var.update(self.day_active)
-        return findings
+        for watch in (self.walking, self.using):
+            watch.decay(cfg.daily_decay)
+        for meter in self.meters.values():
+            meter.new_day(cfg.daily_decay)
+        if self._away(now):
+            return []
+        # An operator's "false alarm" asks for a deeper fall before the next one.
+        limit = DECLINE_SHARE * self.sensitivity.get(FindingCode.ACTIVITY_DECLINE, 1.0) ** 0.25
+        decline = self.daily.add_day((float(self.day_active), *self.day_use), limit)
+        return [] if decline is None else [self._decline(now, decline)]
 
-    def _decline(self, now: datetime) -> list[Finding]:
-        baseline = self.daily_mean.get()
-        sd = max(math.sqrt(self.daily_var.get()), 0.05 * baseline, 1.0)
-        recent = sum(self.recent_days) / 3
-        if recent > 0.8 * baseline:
-            self.declined = False
-            return []
-        z = (baseline - recent) / (sd / math.sqrt(3))
-        p = 0.5 * math.erfc(z / math.sqrt(2))
-        alpha = self.config.decline_alpha * self.sensitivity.get(FindingCode.ACTIVITY_DECLINE, 1.0)
-        if self.declined or recent > 0.75 * baseline or p >= alpha:
-            return []
-        self.declined = True
+    def _decline(self, now: datetime, decline: Decline) -> Finding:
         local_midnight = now.astimezone(self.config.tz).replace(hour=0, minute=0, second=0, microsecond=0)
-        onset = (local_midnight - timedelta(days=3)).astimezone(UTC)
-        share = recent / baseline
+        onset = (local_midnight - timedelta(days=2)).astimezone(UTC)
+        p = 1 / (decline.usual_days + 1) ** 2
         text = (
-            f"Activity over the last 3 days is {share:.0%} of this home's usual level"
-            f" ({recent * TICK_MIN / 60:.1f} h a day active, usually {baseline * TICK_MIN / 60:.1f} h)"
+            f"Activity over the last 2 days is {decline.share:.0%} of this home's usual level, lower than on any of"
+            f" its last {decline.usual_days} usual days"
         )
-        evidence = evidence_of(share_of_usual=share, one_in=_one_in(p))
+        evidence = evidence_of(share_of_usual=round(decline.share, 3), usual_days=decline.usual_days, one_in=_one_in(p))
         evidence["probability"] = _significant(p)
-        return [self._finding(FindingCode.ACTIVITY_DECLINE, Severity.LOW, onset, now, text, evidence)]
+        return self._finding(FindingCode.ACTIVITY_DECLINE, Severity.LOW, onset, now, text, evidence)
 
     def _finding(
         self,

@@ -49,7 +49,7 @@ def rule_config(settings: Settings) -> RuleConfig:
 
 
 def pattern_config(settings: Settings) -> PatternConfig:
-    return PatternConfig(tz=settings.tz)
+    return PatternConfig(tz=settings.tz, floor_veto_p=settings.floor_veto_p)
 
 
 class StateLock:

@@ -167,14 +167,18 @@ def declared_away(timeline: Timeline) -> list[Feedback]:
 
 
 def evaluate(
-    plan: EvalPlan, progress: Callable[[int], None] | None = None, on_home: Callable[[Timeline], None] | None = None
+    plan: EvalPlan,
+    progress: Callable[[int], None] | None = None,
+    on_home: Callable[[Timeline], None] | None = None,
+    config: PatternConfig | None = None,
 ) -> dict[str, Any]:
     """Simulate ``plan.homes`` homes for ``plan.days`` days and score the learned layer and the fixed rules.
 
-    ``on_home`` sees each home's timeline, e.g. to write its readings and ground truth to files.
+    ``on_home`` sees each home's timeline, e.g. to write its readings and ground truth to files; ``config``
+    is the learned layer's (the service's settings, by default the built-in ones).
     """
     rng = random.Random(plan.seed)
-    config = PatternConfig(tz=plan.tz)
+    config = config or PatternConfig(tz=plan.tz)
     results: dict[str, list[Outcome]] = {}
     state_bytes: list[int] = []
     for n in range(1, plan.homes + 1):

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 from benchmarks.checkpoint import build_state
-from detector.checkpoint import CHUNK_ITEMS, WHOLE_ENGINE_VERSION, Checkpoints, write_checkpoint
+from detector.checkpoint import CHECKPOINT_VERSION, CHUNK_ITEMS, Checkpoints, write_checkpoint
 from detector.core import DetectorCore
 
 # Three chunks of homes, and of their devices seven.
@@ -38,13 +38,12 @@ def test_a_checkpoint_brings_back_every_device_and_home_as_it_was(tmp_path: Path
     assert_same_state(restore(path), core)
 
 
-def test_a_checkpoint_with_the_whole_engine_in_one_pickle_is_still_read(tmp_path: Path) -> None:
-    """A detector upgraded from that format keeps what it learned."""
-    core = build_state(3)
+def test_a_checkpoint_of_an_earlier_version_is_ignored_and_relearned(tmp_path: Path) -> None:
+    """Version 3 held homes of another shape: restoring it would fail on the first reading, so it is not restored."""
     path = tmp_path / "state.pickle"
     with path.open("wb") as f:
-        pickle.dump((WHOLE_ENGINE_VERSION, core), f, protocol=pickle.HIGHEST_PROTOCOL)
-    assert_same_state(restore(path), core)
+        pickle.dump((CHECKPOINT_VERSION - 1, build_state(3), 0, 0), f, protocol=pickle.HIGHEST_PROTOCOL)
+    assert restore(path) is None
 
 
 def test_a_checkpoint_of_an_unknown_version_is_ignored(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from alerting import escalation as esc
 from alerting.escalation import Channel, Phase
 from alerting.twilio_codes import Verdict, classify_error, classify_status
-from carebed.schemas import Severity
+from carebed.schemas import FindingCode, Severity
 
 T0 = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
 CONTACTS = [
@@ -244,3 +244,15 @@ def test_every_event_is_idempotent(history: list[tuple[float, esc.Event]], again
     once, _ = esc.advance(CRITICAL, state, now, again)
     twice, actions = esc.advance(CRITICAL, once, now, again)
     assert (twice, actions) == (once, [])
+
+
+def test_a_technical_finding_pages_operators_and_never_reaches_the_family() -> None:
+    """Device and leak findings go to the technician queue, even where the home set its own policy for that severity."""
+    home_policy = esc.DEFAULT_POLICIES[Severity.CRITICAL]
+    for code in (FindingCode.DEVICE_OFFLINE, FindingCode.POSSIBLE_LEAK):
+        plan = esc.make_plan(esc.policy_for(code, Severity.MEDIUM, home_policy), CONTACTS)
+        _, log = run(plan, (0, esc.Start()), *((t, esc.Tick()) for t in range(60, 7200, 60)))
+        assert notified(log) == []
+        assert esc.PageOperators(reason="escalation_step") in [a for _, a in log]
+    welfare = esc.make_plan(esc.policy_for(FindingCode.INACTIVITY, Severity.HIGH, None), CONTACTS)
+    assert notified(run(welfare, (0, esc.Start()))[1]) == [(0, 11, "sms"), (0, 11, "voice")]

@@ -7,6 +7,7 @@ import pickle
 from datetime import timedelta
 
 import detector.patterns
+import detector.spells
 from carebed.schemas import DeviceKind, Feedback, FeedbackKind, Finding, FindingCode, Reading, Severity
 from carebed.topics import DeviceChannel
 from detector.patterns import HomePatterns, PatternConfig
@@ -39,6 +40,7 @@ def first(findings: list[Finding], code: FindingCode, truth: GroundTruth) -> Fin
 
 def test_the_docstring_examples_hold() -> None:
     assert doctest.testmod(detector.patterns).failed == 0
+    assert doctest.testmod(detector.spells).failed == 0
 
 
 def test_a_collapse_in_the_day_is_noticed_within_hours_with_readable_evidence() -> None:
