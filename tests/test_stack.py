@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from carebed.broker import free_port
 from carebed.settings import Settings
-from carebed.stack import broker_port
+from carebed_app.broker import free_port
+from carebed_app.stack import broker_port
 from tests.conftest import login
 from tests.support import CarebedUp, wait_for
 
