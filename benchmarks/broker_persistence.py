@@ -19,9 +19,9 @@ import threading
 import time
 from pathlib import Path
 
-from carebed.broker import AUTOSAVE, Mosquitto, free_port
 from carebed.mqtt import Inbound, MqttClient, Outbound
 from carebed.settings import Settings
+from carebed_app.broker import AUTOSAVE, Mosquitto, free_port
 
 SETTINGS = {
     "interval-5s": AUTOSAVE,

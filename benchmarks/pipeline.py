@@ -1,6 +1,6 @@
 """`carebed bench`: throughput, latency and memory of the pipeline on this machine, all on loopback.
 
-One process tree: a private Mosquitto, the real services (each process of `carebed up`, carebed.stack),
+One process tree: a private Mosquitto, the real services (each process of `carebed up`, carebed_app.stack),
 the real simulator as load generator (`carebed simulate --json`), a bare counting subscriber for
 the ceiling, and a loopback stand-in for Twilio's Messages API that notes when each SMS request
 arrives. Phases:
@@ -38,14 +38,14 @@ from twilio.request_validator import RequestValidator
 
 from alerting.models import Alert, FindingRecord, Notification
 from carebed import topics
-from carebed.broker import Mosquitto, free_port, wait_for_port
 from carebed.db import make_engine, make_sessionmaker, upgrade
 from carebed.mqtt import MqttClient, Outbound
 from carebed.registry import RegistryFile, import_registry
 from carebed.schemas import DeviceKind, Reading, utc_now
 from carebed.settings import Settings
-from carebed.stack import OWN_METRICS_PORT, SERVICES
 from carebed.topics import DeviceChannel
+from carebed_app.broker import Mosquitto, free_port, wait_for_port
+from carebed_app.stack import OWN_METRICS_PORT, SERVICES
 from detector.checkpoint import write_checkpoint
 from detector.core import DetectorCore
 from detector.service import pattern_config, rule_config
@@ -227,7 +227,11 @@ class Bench:
                 env["CAREBED_METRICS_PORT"] = str(ports[name])
             with (logs / f"{name}.log").open("wb") as log:
                 services[name] = subprocess.Popen(
-                    [sys.executable, "-m", "carebed", *args], env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL
+                    [sys.executable, "-m", "carebed_app", *args],
+                    env=env,
+                    stdout=log,
+                    stderr=log,
+                    stdin=subprocess.DEVNULL,
                 )
         self.metrics_ports = ports
         try:
@@ -265,7 +269,7 @@ class Bench:
     def _simulate(self) -> subprocess.Popen[str]:
         args = ["--homes", str(self.homes), "--speed", str(self.speed), "--duration", str(self.duration_s), "--json"]
         return subprocess.Popen(
-            [sys.executable, "-m", "carebed", "simulate", *args],
+            [sys.executable, "-m", "carebed_app", "simulate", *args],
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

@@ -296,7 +296,9 @@ def load_settings(environ: Mapping[str, str], also_valid: Collection[str] = (), 
         base = get_settings()
         if not overrides:
             return base
-        values = {name: getattr(base, name) for name in Settings.model_fields}
+        # Only what the environment set: a default copied over would count as configured (`carebed up
+        # --data-dir` would then pin its broker to 1883 instead of a port of its own).
+        values = {name: getattr(base, name) for name in base.model_fields_set}
         return Settings.model_validate({**values, **overrides})
     except ValidationError as exc:
         raise ConfigurationError(_describe(exc, set(overrides))) from None

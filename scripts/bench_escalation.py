@@ -25,11 +25,11 @@ sys.path.insert(0, str(ROOT))
 
 from alerting.dashboard import percentile  # noqa: E402
 from alerting.models import Alert, Notification  # noqa: E402
-from carebed.broker import Mosquitto, free_port, wait_for_port  # noqa: E402
 from carebed.db import make_engine, make_sessionmaker, upgrade  # noqa: E402
 from carebed.mqtt import MqttClient  # noqa: E402
 from carebed.registry import import_registry  # noqa: E402
 from carebed.settings import Settings  # noqa: E402
+from carebed_app.broker import Mosquitto, free_port, wait_for_port  # noqa: E402
 from simulators.homes import build_registry  # noqa: E402
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PRISM, TWILIO_FROM, TWILIO_SPEC  # noqa: E402
 from tests.support import ServiceProcess, TwilioRecorder, publish_sos_finding, wait_for  # noqa: E402

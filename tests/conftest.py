@@ -13,13 +13,13 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.auth import Role, create_user
-from carebed.broker import Mosquitto, free_port, wait_for_port
 from carebed.db import make_engine, make_sessionmaker, migrate, upgrade
 from carebed.mqtt import MqttClient
-from carebed.postgres import create_database, postgres_server
 from carebed.registry import RegistryFile, import_registry
 from carebed.settings import Settings
-from carebed.stack import OWN_METRICS_PORT, SERVICES
+from carebed_app.broker import Mosquitto, free_port, wait_for_port
+from carebed_app.postgres import create_database, postgres_server
+from carebed_app.stack import OWN_METRICS_PORT, SERVICES
 from simulators.homes import build_registry
 from tests.support import ServiceProcess, TwilioRecorder
 

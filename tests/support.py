@@ -26,7 +26,7 @@ from carebed import topics
 from carebed.mqtt import Inbound, MqttClient, Outbound, decode_batch
 from carebed.schemas import Finding, FindingCode, Reading, Severity, dump, utc_now
 from carebed.settings import Settings
-from carebed.stack import SERVICES
+from carebed_app.stack import SERVICES
 
 T = TypeVar("T")
 # Readings travel in two lanes: routine telemetry and status, and events (SOS, fall, leak).

@@ -16,10 +16,10 @@ from alerting.urgency import UrgentWork
 from carebed import topics
 from carebed.db import History, make_engine, make_sessionmaker, migrate, upgrade
 from carebed.mqtt import Inbound
-from carebed.postgres import create_database
 from carebed.schemas import DeviceKind, Reading, dump, utc_now
 from carebed.settings import Settings
 from carebed.topics import DeviceChannel
+from carebed_app.postgres import create_database
 
 pytestmark = pytest.mark.integration
 # Within the rollup's retention, whenever the tests run: older buckets are deleted as they are flushed.

@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from carebed.broker import free_port, wait_for_port
 from carebed.schemas import DeviceKind, Reading
 from carebed.topics import DeviceChannel
+from carebed_app.broker import free_port, wait_for_port
 from gateway.archive import Archive, ArchiveConfig
 from tests.support import wait_for
 

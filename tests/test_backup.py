@@ -26,11 +26,11 @@ from alerting.auth import Role, authenticate, create_user
 from alerting.models import Alert, DeviceSeen, Notification, User
 from alerting.store import ingest_finding
 from carebed.db import make_engine, make_sessionmaker, upgrade
-from carebed.postgres import create_database
 from carebed.provisioning import sync_broker_auth
 from carebed.registry import Device, Home, import_registry
 from carebed.schemas import Finding, FindingCode, Severity, utc_now
 from carebed.settings import Settings
+from carebed_app.postgres import create_database
 from simulators.homes import build_registry
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks.pipeline import write_warm_detector_state
 from carebed.settings import Settings
-from carebed.stack import SERVICES
+from carebed_app.stack import SERVICES
 from detector.checkpoint import Checkpoints
 from simulators.homes import build_registry
 

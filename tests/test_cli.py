@@ -19,11 +19,11 @@ import pytest
 import yaml
 from alembic import command
 
-from carebed.broker import Mosquitto, free_port
 from carebed.db import History, _alembic_config, make_engine, make_sessionmaker, upgrade
 from carebed.registry import RegistryFile
 from carebed.settings import CONFIG_ERROR_EXIT, ConfigurationError, Settings
-from carebed.stack import Child, Stack
+from carebed_app.broker import Mosquitto, free_port
+from carebed_app.stack import Child, Stack
 from simulators.homes import build_registry
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("CAREBED_", "TWILIO_"))}

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from carebed.broker import free_port, wait_for_port
 from carebed.mqtt import MqttClient, Outbound
 from carebed.provisioning import hash_password, write_auth_files
 from carebed.settings import Settings
+from carebed_app.broker import free_port, wait_for_port
 from tests.conftest import ROOT
 from tests.support import Observer, make_certificates
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from carebed.cli import main
 from carebed.schemas import DeviceKind, Feedback, Reading
+from carebed_app.cli import main
 from evaluation.datasets import kasteren, placelab
 from evaluation.real import cuts, load, truncated
 from simulators.residents import IncidentType

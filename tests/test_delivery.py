@@ -11,12 +11,12 @@ import yaml
 
 from alerting.consumer import confirmation_of
 from carebed import topics
-from carebed.broker import Mosquitto
 from carebed.mqtt import Inbound, MqttClient, Outbound
 from carebed.registry import RegistryFile
 from carebed.schemas import Confirmation, DeviceEvent, DeviceKind, FindingCode, Reading, dump, utc_now
 from carebed.settings import Settings
 from carebed.topics import DeviceChannel
+from carebed_app.broker import Mosquitto
 from detector.alarms import alarms_of
 from simulators.delivery import Unconfirmed
 from tests.conftest import alerting_url, login

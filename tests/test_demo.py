@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from carebed.broker import free_port
+from carebed_app.broker import free_port
 from tests.conftest import login
 from tests.support import CarebedUp, wait_for
 

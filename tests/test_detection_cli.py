@@ -10,8 +10,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from carebed.cli import main
 from carebed.schemas import Feedback, FeedbackKind, Finding, FindingCode
+from carebed_app.cli import main
 from evaluation.core import DETECTED_BY
 from simulators.residents import IncidentType
 from tests.detection_data import stream, timeline

@@ -10,8 +10,8 @@ from itertools import pairwise
 import pytest
 from click.testing import CliRunner
 
-from carebed.cli import main
 from carebed.schemas import DeviceKind
+from carebed_app.cli import main
 from evaluation.core import START
 from evaluation.matrix import FLOW_RULE, REPORT_SEEDS, RULE, TUNING_SEEDS, home_seeds
 from evaluation.populations import POPULATIONS, HomeCase, draw_home

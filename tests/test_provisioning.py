@@ -16,7 +16,6 @@ import pytest
 from pydantic import SecretStr
 
 from carebed import topics
-from carebed.broker import Mosquitto, free_port
 from carebed.db import make_engine, make_sessionmaker, upgrade
 from carebed.mqtt import MqttClient, Outbound
 from carebed.provisioning import new_service_passwords, sync_broker_auth
@@ -24,6 +23,7 @@ from carebed.registry import RegistryFile, import_registry
 from carebed.schemas import utc_now
 from carebed.settings import Settings
 from carebed.topics import DeviceChannel
+from carebed_app.broker import Mosquitto, free_port
 from gateway.service import Gateway
 from tests.support import ALL_READINGS, Observer, wait_for
 

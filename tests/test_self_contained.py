@@ -14,6 +14,7 @@ CHECKED = (
     "scripts",
     "tests",
     "carebed",
+    "carebed_app",
     "gateway",
     "detector",
     "alerting",

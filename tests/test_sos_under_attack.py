@@ -22,7 +22,6 @@ from sqlalchemy import select
 
 from alerting.models import Alert
 from carebed import topics
-from carebed.broker import Mosquitto, free_port
 from carebed.db import make_engine, make_sessionmaker, upgrade
 from carebed.mqtt import MqttClient, Outbound, decode_batch
 from carebed.provisioning import new_service_passwords, rotate_device, service_account, sync_broker_auth
@@ -30,6 +29,7 @@ from carebed.registry import RegistryFile, import_registry
 from carebed.schemas import DeviceKind, Reading, utc_now
 from carebed.settings import Settings
 from carebed.topics import DeviceChannel
+from carebed_app.broker import Mosquitto, free_port
 from tests.support import Observer, ServiceProcess, wait_for
 
 pytestmark = pytest.mark.integration

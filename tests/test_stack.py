@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from carebed.broker import free_port
-from carebed.settings import Settings
-from carebed.stack import broker_port
+from carebed.settings import Settings, get_settings, load_settings
+from carebed_app.broker import free_port
+from carebed_app.stack import broker_port
 from tests.conftest import login
 from tests.support import CarebedUp, wait_for
 
@@ -20,6 +20,16 @@ def test_the_broker_port_is_chosen_once_per_data_folder_unless_configured(tmp_pa
     assert broker_port(Settings(data_dir=tmp_path / "a")) == first
     configured = free_port()
     assert broker_port(Settings(data_dir=tmp_path / "a", mqtt_port=configured)) == configured
+
+
+def test_an_option_does_not_pin_the_broker_to_the_default_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`carebed up --data-dir X` with no CAREBED_MQTT_PORT chose 1883 and failed when another broker held it."""
+    monkeypatch.delenv("CAREBED_MQTT_PORT", raising=False)
+    get_settings.cache_clear()
+    settings = load_settings({}, data_dir=tmp_path, http_port=free_port())
+    get_settings.cache_clear()
+    assert "mqtt_port" not in settings.model_fields_set
+    assert broker_port(settings) == int((tmp_path / "mosquitto" / "port").read_text())
 
 
 @pytest.mark.integration

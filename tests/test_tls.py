@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from carebed.broker import Mosquitto, TlsFiles, free_port
 from carebed.settings import Settings
+from carebed_app.broker import Mosquitto, TlsFiles, free_port
 from tests.support import Observer, make_certificates
 
 pytestmark = pytest.mark.integration

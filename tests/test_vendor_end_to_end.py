@@ -24,10 +24,10 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from carebed.broker import free_port
 from carebed.mqtt import MqttClient, Outbound
 from carebed.schemas import utc_now
 from carebed.settings import Settings
+from carebed_app.broker import free_port
 from simulators.formats import Format, registry_for
 from simulators.homes import build_registry
 from tests.conftest import login

@@ -1,11 +1,15 @@
-"""Alembic environment: runs one history's migrations on the URL given by carebed.db.migrate."""
+"""Alembic environment: runs one history's migrations on the URL given by carebed.db.migrate.
+
+The revisions are explicit `op.*` scripts, so upgrading needs no models. `target_metadata` is the history's
+metadata with whatever tables the caller has imported: only autogenerate and `compare_metadata` read it, and
+tests/test_migrations.py imports alerting.models and carebed.registry before it compares. The kernel imports
+no service, so this file does not import alerting.models itself.
+"""
 
 from __future__ import annotations
 
 from alembic import context
 
-import alerting.models  # noqa: F401  (registers the alerting and chart tables)
-from carebed import registry  # noqa: F401  (registers the registry tables)
 from carebed.db import History, make_engine
 
 

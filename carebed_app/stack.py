@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.auth import Role, create_user
 from alerting.models import Notification, NotificationStatus, User
-from carebed.broker import Mosquitto, free_port, wait_for_port
 from carebed.db import make_engine, make_sessionmaker, upgrade
 from carebed.provisioning import (
     grant_missing_passwords,
@@ -30,6 +29,7 @@ from carebed.provisioning import (
 )
 from carebed.registry import RegistryFile, import_registry
 from carebed.settings import CONFIG_ERROR_EXIT, ConfigurationError, Settings
+from carebed_app.broker import Mosquitto, free_port, wait_for_port
 
 RESTART_BACKOFF_S = 2.0
 START_TIMEOUT_S = 60.0  # for the console to listen; a loaded two-core machine has taken over 30 s
@@ -80,7 +80,7 @@ class Child:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "carebed", *self.args],
+                [sys.executable, "-m", "carebed_app", *self.args],
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

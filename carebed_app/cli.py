@@ -126,7 +126,7 @@ def main() -> None:
 def up(demo: bool, port: int | None, registry: Path | None, homes: int, speed: float) -> None:
     """Run the broker, gateway, detector and alerting with its console (and, with --demo, simulated homes)."""
     from carebed.provisioning import ProvisioningError
-    from carebed.stack import Stack, StartupError
+    from carebed_app.stack import Stack, StartupError
     from simulators.homes import build_registry
 
     settings = _settings(http_port=port)
@@ -731,8 +731,8 @@ def backup(file: Path) -> None:
     Runs beside the live services: the databases are copied as one consistent snapshot.
     docs/operations.md says what is in it and how to restore it.
     """
-    from carebed.backup import BackupError, summary
-    from carebed.backup import backup as write_backup
+    from carebed_app.backup import BackupError, summary
+    from carebed_app.backup import backup as write_backup
 
     try:
         manifest = write_backup(_settings(), file)
@@ -749,8 +749,8 @@ def restore(file: Path) -> None:
 
     Then `carebed db upgrade` if the backup comes from an older carebed, and start the services.
     """
-    from carebed.backup import BackupError, summary
-    from carebed.backup import restore as read_backup
+    from carebed_app.backup import BackupError, summary
+    from carebed_app.backup import restore as read_backup
 
     try:
         manifest = read_backup(_settings(), file)
@@ -845,7 +845,7 @@ def bench(
         raise click.UsageError("--postgres starts its own server; leave out --database-url")
     with ExitStack() as stack:
         if postgres:
-            from carebed.postgres import create_database, postgres_server
+            from carebed_app.postgres import create_database, postgres_server
 
             database_url = create_database(stack.enter_context(postgres_server()), "carebed")
         folder = data_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="carebed-bench-")))

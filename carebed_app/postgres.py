@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from carebed.broker import free_port
+from carebed_app.broker import free_port
 
 
 def _run_as_postgres(command: list[str]) -> None:
