@@ -1,4 +1,4 @@
-"""The repository is self-contained: a fresh clone has no `../shared` beside it (issue 20)."""
+"""The repository is self-contained: a fresh clone has no steering folder beside it (issue 20)."""
 
 from __future__ import annotations
 
